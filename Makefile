@@ -1,0 +1,46 @@
+# medverify: `make run` runs the default workflow, `make test` the test suite.
+# Both create or reuse .venv and install what they need.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+CORES ?= 2
+# Local MedMNIST data directory; the workflow downloads missing files through medmnist
+# when it may (config key allow_download).
+DATA_DIR ?= $(abspath ../shared/data/medmnist)
+STAMP := $(VENV)/.installed
+export PIP_CONSTRAINT := $(abspath requirements/constraints.txt)
+
+.PHONY: venv run test test-slow lint format clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/base.txt requirements/nodeps.txt requirements/constraints.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements/base.txt
+	$(PY) -m pip install -q --no-deps -r requirements/nodeps.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/snakemake --workflow-profile profiles/default --cores $(CORES) \
+		--config data_dir=$(DATA_DIR) $(RUN_CONFIG)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	MEDVERIFY_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	MEDVERIFY_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf results logs .snakemake report.html

@@ -1,0 +1,181 @@
+"""Load MedMNIST-layout npz files as float32 images in [0, 1].
+
+The `medmnist` package is the source of truth for dataset names, download URLs and md5
+sums. Files are looked up as ``<root>/<name>.npz``; a missing file is downloaded through
+medmnist only when downloading is allowed. Any npz with the MedMNIST layout
+(``{train,val,test}_{images,labels}``) also loads, by giving its name and ``md5=None``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def medmnist_info(name: str) -> dict | None:
+    """The INFO entry medmnist records for ``name`` (None for a non-MedMNIST name)."""
+    try:
+        from medmnist import INFO
+    except ImportError:  # pragma: no cover - medmnist is a hard dependency of the venv
+        return None
+    return INFO.get(name)
+
+
+def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def expected_md5(name: str) -> str | None:
+    info = medmnist_info(name)
+    return info["MD5"] if info else None
+
+
+def dataset_path(name: str, root: str | os.PathLike) -> Path:
+    return Path(root) / f"{name}.npz"
+
+
+def _download(name: str, root: Path) -> None:
+    """Download through medmnist; fall back to urllib when medmnist's own route
+    (torchvision's download_url) is unavailable."""
+    info = medmnist_info(name)
+    if info is None:
+        raise DataError(
+            f"cannot download unknown dataset {name!r}: not a MedMNIST name; "
+            f"place {name}.npz in {root}"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    import medmnist
+
+    cls = getattr(medmnist, info["python_class"])
+    try:
+        cls(split="test", root=str(root), download=True)
+        return
+    except RuntimeError:
+        pass  # medmnist's downloader needs torchvision; try plain urllib below
+    import urllib.request
+
+    target = dataset_path(name, root)
+    tmp = target.with_suffix(".npz.part")
+    try:
+        urllib.request.urlretrieve(info["url"], tmp)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(
+            f"download of {name} from {info['url']} failed ({exc}); download it by hand "
+            f"to {target} (md5 {info['MD5']})"
+        ) from None
+    os.replace(tmp, target)
+
+
+def ensure_file(
+    name: str, root: str | os.PathLike, download: bool = False, md5: str | None = "auto"
+) -> Path:
+    """Path of a verified npz for ``name``; downloads it if missing and allowed.
+
+    ``md5="auto"`` checks against medmnist's record (when ``name`` is a MedMNIST name),
+    a hex string checks against that value, ``None`` skips the check.
+    """
+    root = Path(root)
+    path = dataset_path(name, root)
+    want = expected_md5(name) if md5 == "auto" else md5
+    if not path.exists():
+        if download:
+            _download(name, root)
+        else:
+            hint = (
+                f"set allow_download: true to fetch it through medmnist (md5 {want})"
+                if want
+                else "put a MedMNIST-layout npz there"
+            )
+            raise DataError(f"data file {path} not found: {hint}, or point data_dir elsewhere")
+    if want is not None:
+        got = md5sum(path)
+        if got != want:
+            raise DataError(
+                f"md5 mismatch for {path}: expected {want}, got {got}; delete the file and "
+                f"download it again (allow_download: true) or set its md5 to null in config"
+            )
+    return path
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # float32, (N, C, 28, 28), values in [0, 1]
+    labels: np.ndarray  # int64, (N,)
+
+
+def to_float(images: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 (N,H,W) or (N,H,W,3) -> float32 (N,C,H,W) in [0,1] with C = channels."""
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 (luminance) or 3 (RGB), got {channels!r}")
+    x = images.astype(np.float32) / 255.0
+    if x.ndim == 3:
+        x = x[:, None]
+        if channels == 3:
+            x = np.repeat(x, 3, axis=1)
+    elif x.ndim == 4 and x.shape[-1] == 3:
+        x = np.transpose(x, (0, 3, 1, 2))
+        if channels == 1:
+            x = np.tensordot(x, LUMA, axes=([1], [0]))[:, None].astype(np.float32)
+    else:
+        raise DataError(f"unexpected image array shape {images.shape}: want (N,H,W) or (N,H,W,3)")
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def load(
+    name: str,
+    root: str | os.PathLike,
+    channels: int = 1,
+    download: bool = False,
+    md5: str | None = "auto",
+) -> dict[str, Split]:
+    """All three splits of a MedMNIST-layout dataset."""
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 (luminance) or 3 (RGB), got {channels!r}")
+    path = ensure_file(name, root, download=download, md5=md5)
+    try:
+        npz = np.load(path)
+        out = {}
+        for split in SPLITS:
+            imgs = npz[f"{split}_images"]
+            labels = np.asarray(npz[f"{split}_labels"]).reshape(len(imgs), -1)[:, 0]
+            out[split] = Split(to_float(imgs, channels), labels.astype(np.int64))
+    except (KeyError, ValueError, OSError) as exc:
+        raise DataError(f"{path} is not a MedMNIST-layout npz: {exc}") from None
+    return out
+
+
+def num_classes(splits: dict[str, Split]) -> int:
+    return int(max(int(s.labels.max()) for s in splits.values()) + 1)
+
+
+def write_standin(path: str | os.PathLike, n=(7007, 1003, 2005), classes=7, rgb=True, seed=0):
+    """Write a generated npz with the shapes of DermaMNIST (for code-path tests only)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in zip(SPLITS, n, strict=True):
+        shape = (count, 28, 28, 3) if rgb else (count, 28, 28)
+        labels = rng.integers(0, classes, size=(count, 1), dtype=np.uint8)
+        base = rng.integers(0, 200, size=shape, dtype=np.int64)
+        # make the class learnable: brighten a label-dependent band
+        imgs = base.copy()
+        for c in range(classes):
+            sel = labels[:, 0] == c
+            imgs[sel, 4 * c : 4 * c + 4] += 55
+        arrays[f"{split}_images"] = np.clip(imgs, 0, 255).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels
+    np.savez_compressed(path, **arrays)
+    return Path(path)

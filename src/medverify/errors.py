@@ -1,0 +1,17 @@
+"""Exceptions with one-line messages that name the bad value."""
+
+
+class MedverifyError(Exception):
+    """Base class: a user-facing error whose message is one line naming the bad value."""
+
+
+class DataError(MedverifyError):
+    """A data file is missing, corrupt or malformed."""
+
+
+class ConfigError(MedverifyError):
+    """A configuration value is invalid."""
+
+
+class ExportError(MedverifyError):
+    """ONNX export or parity check failed."""

@@ -1,0 +1,54 @@
+"""Architectures by name: an MLP 784->128->128->C and CNN3 (two convs + linear)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+ARCHITECTURES = ("mlp", "cnn3")
+
+
+def mlp(in_channels: int, num_classes: int, hidden: int = 128) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_channels * 28 * 28, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+def cnn3(in_channels: int, num_classes: int) -> nn.Sequential:
+    # 28x28 -> 4x14x14 -> 8x7x7 -> C: 1176 ReLUs, small enough for complete verifiers.
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4, kernel_size=4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 8, kernel_size=4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 7 * 7, num_classes),
+    )
+
+
+def build(name: str, in_channels: int, num_classes: int) -> nn.Sequential:
+    if name == "mlp":
+        return mlp(in_channels, num_classes)
+    if name == "cnn3":
+        return cnn3(in_channels, num_classes)
+    raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(ARCHITECTURES)}")
+
+
+def save(model: nn.Sequential, path, meta: dict) -> None:
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, path)
+
+
+def load(path) -> tuple[nn.Sequential, dict]:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    meta = blob["meta"]
+    model = build(meta["architecture"], meta["in_channels"], meta["num_classes"])
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return model, meta

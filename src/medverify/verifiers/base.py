@@ -1,0 +1,68 @@
+"""What every backend receives and returns."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..nets import AffineNet
+from ..perturbations import Family
+
+
+@dataclass
+class Problem:
+    """Decide: for every parameter p in [lower, upper], ``f_label(p) - f_j(p) > 0`` for
+    every j in ``targets``?  ``net`` maps the family's parameters to logits (the family
+    prefix composed with the classifier); ``family.apply(p)`` is the image."""
+
+    net: AffineNet
+    lower: np.ndarray
+    upper: np.ndarray
+    label: int
+    targets: tuple[int, ...]
+    family: Family
+    name: str = ""  # for logs and temp files
+
+    def __post_init__(self):
+        self.lower = np.asarray(self.lower, np.float64)
+        self.upper = np.asarray(self.upper, np.float64)
+        if self.lower.shape != (self.net.input_dim,) or self.upper.shape != self.lower.shape:
+            raise ValueError(
+                f"box shape {self.lower.shape} does not match network input {self.net.input_dim}"
+            )
+        self.targets = tuple(int(j) for j in self.targets)
+        if self.label in self.targets or not self.targets:
+            raise ValueError(f"targets {self.targets} must be non-empty and exclude {self.label}")
+
+    def margin_net(self) -> AffineNet:
+        """``p -> [f_label(p) - f_j(p) for j in targets]``."""
+        return self.net.margin_net(self.label, self.targets)
+
+    def margins(self, params: np.ndarray) -> np.ndarray:
+        return self.margin_net().forward(params)
+
+    def is_violation(self, params: np.ndarray) -> bool:
+        """Does p violate the property in exact (float64) arithmetic of the canonical net?"""
+        return bool(np.min(self.margins(params)) <= 0.0)
+
+    def write_onnx(self, directory: str | None = None) -> str:
+        """The composed network (parameters -> logits) as an ONNX file for tools that
+        read one; caller may delete it."""
+        from ..onnx_io import export_affine
+
+        fd, path = tempfile.mkstemp(suffix=".onnx", prefix="medverify_", dir=directory)
+        os.close(fd)
+        export_affine(self.net, path)
+        return path
+
+
+@dataclass
+class Result:
+    status: str  # robust | counterexample | unknown | timeout | error
+    params: np.ndarray | None = None  # family parameters of a counterexample
+    margin_lower_bound: float | None = None  # proven lower bound on min_j margin, if any
+    message: str = ""
+    stats: dict = field(default_factory=dict)
