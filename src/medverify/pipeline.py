@@ -1,0 +1,196 @@
+"""The package functions the workflow's scripts call (one per rule). Arguments are plain
+values; nothing here reads config.yaml or the snakemake object."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+from . import data, models, onnx_io, results
+from .errors import DataError
+from .train import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+
+def check_data(
+    dataset: str,
+    data_dir: str,
+    out_path: str,
+    *,
+    channels: int = 1,
+    allow_download: bool = False,
+    md5: str | None = "auto",
+) -> dict:
+    """Verify (or download) a dataset file and write a small summary JSON."""
+    splits = data.load(dataset, data_dir, channels=channels, download=allow_download, md5=md5)
+    summary = {
+        "dataset": dataset,
+        "path": str(data.dataset_path(dataset, data_dir)),
+        "md5": data.md5sum(data.dataset_path(dataset, data_dir)),
+        "channels": channels,
+        "num_classes": data.num_classes(splits),
+        "sizes": {name: int(len(s.labels)) for name, s in splits.items()},
+    }
+    results.write_json(summary, out_path)
+    return summary
+
+
+def train_and_export(
+    dataset: str,
+    data_dir: str,
+    architecture: str,
+    out_model: str,
+    out_onnx: str,
+    out_metrics: str,
+    *,
+    channels: int = 1,
+    md5: str | None = "auto",
+    epochs: int = 50,
+    seed: int = 0,
+    brightness: float = 0.08,
+    contrast: float = 0.08,
+    noise_sigma: float = 0.01,
+    threads: int = 1,
+    parity_images: int = 100,
+    parity_tol: float = 1e-5,
+) -> dict:
+    """Train one model, save model.pt, export model.onnx with an onnxruntime parity check on
+    at least ``parity_images`` test images, and write metrics.json."""
+    splits = data.load(dataset, data_dir, channels=channels, md5=md5)
+    cfg = TrainConfig(
+        architecture=architecture,
+        epochs=epochs,
+        seed=seed,
+        brightness=brightness,
+        contrast=contrast,
+        noise_sigma=noise_sigma,
+        threads=threads,
+    )
+    model, metrics = train(splits, data.num_classes(splits), cfg)
+    metrics["dataset"] = dataset
+    models.save(
+        model,
+        out_model,
+        {
+            "architecture": architecture,
+            "in_channels": metrics["in_channels"],
+            "num_classes": metrics["num_classes"],
+            "dataset": dataset,
+        },
+    )
+    test_images = splits["test"].images[:parity_images]
+    diff = onnx_io.export_checked(model, test_images, out_onnx, tol=parity_tol)
+    metrics["onnx_parity_max_abs_diff"] = diff
+    metrics["onnx_parity_images"] = int(len(test_images))
+    log.info("exported %s (parity %.2e on %d images)", out_onnx, diff, len(test_images))
+    results.write_json(metrics, out_metrics)
+    return metrics
+
+
+def select_instances(
+    dataset: str,
+    data_dir: str,
+    onnx_path: str,
+    n: int,
+    out_path: str,
+    *,
+    channels: int = 1,
+    md5: str | None = "auto",
+) -> list[dict]:
+    """The first ``n`` correctly classified test images in test-set order (onnxruntime)."""
+    test = data.load(dataset, data_dir, channels=channels, md5=md5)["test"]
+    ort = onnx_io.OrtClassifier(onnx_path)
+    chosen = []
+    for idx in range(len(test.labels)):
+        logits = ort.logits(test.images[idx : idx + 1])[0]
+        if int(np.argmax(logits)) == int(test.labels[idx]):
+            chosen.append(
+                {
+                    "slot": len(chosen),
+                    "index": idx,
+                    "label": int(test.labels[idx]),
+                    "logits": [float(v) for v in logits],
+                }
+            )
+            if len(chosen) == n:
+                break
+    if len(chosen) < n:
+        log.warning("only %d correctly classified test images (asked for %d)", len(chosen), n)
+    results.write_json(
+        {
+            "dataset": dataset,
+            "onnx": str(onnx_path),
+            "model_sha256": onnx_io.sha256(onnx_path),
+            "instances": chosen,
+        },
+        out_path,
+    )
+    return chosen
+
+
+def load_instance(instances_path: str, slot: int) -> dict:
+    with open(instances_path) as fh:
+        inst = json.load(fh)["instances"]
+    if not 0 <= slot < len(inst):
+        raise DataError(f"slot {slot} out of range: {instances_path} holds {len(inst)} instances")
+    return inst[slot]
+
+
+def verify_slot(
+    dataset: str,
+    data_dir: str,
+    onnx_path: str,
+    instances_path: str,
+    slot: int,
+    family: str,
+    magnitude_k: float,
+    verifier: str,
+    timeout_s: float,
+    out_path: str,
+    *,
+    model: str = "",
+    channels: int = 1,
+    md5: str | None = None,
+    options: dict | None = None,
+) -> results.Record:
+    """Verify the ``slot``-th selected instance and write its record (always: a failure
+    becomes an ``error`` record). md5 defaults to None here: the data rule checked it."""
+    from .verify import verify_image
+
+    try:
+        inst = load_instance(instances_path, slot)
+        test = data.load(dataset, data_dir, channels=channels, md5=md5)["test"]
+        image = test.images[inst["index"]]
+        record = verify_image(
+            onnx_path,
+            image,
+            inst["label"],
+            family,
+            magnitude_k,
+            verifier,
+            timeout_s,
+            dataset=dataset,
+            model=model,
+            index=inst["index"],
+            slot=slot,
+            options=options,
+        )
+    except Exception as exc:  # noqa: BLE001 - the DAG moves on with an error record
+        record = results.Record(
+            dataset=dataset,
+            model=model,
+            index=-1,
+            true_label=-1,
+            family=family,
+            magnitude_k=float(magnitude_k),
+            verifier=verifier,
+            status="error",
+            timeout_s=float(timeout_s),
+            slot=slot,
+            message=f"{type(exc).__name__}: {exc}",
+        )
+    results.write(record, out_path)
+    return record
