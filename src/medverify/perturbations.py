@@ -169,6 +169,29 @@ class Contrast(Family):
         return {"alpha": float(np.asarray(params).reshape(-1)[0])}
 
 
+class Box(Linf):
+    """An explicit per-pixel box (e.g. from a VNNLIB file); parameters are the image."""
+
+    name = "box"
+
+    def __init__(self, lower: np.ndarray, upper: np.ndarray):
+        lower = np.asarray(lower, dtype=np.float64).reshape(-1)
+        upper = np.asarray(upper, dtype=np.float64).reshape(-1)
+        if lower.shape != upper.shape or np.any(lower > upper):
+            raise ConfigError("box needs lower <= upper of equal shape")
+        super().__init__((lower + upper) / 2, 0.0)
+        self.lower, self.upper = lower, upper
+
+    def box(self):
+        return self.lower.copy(), self.upper.copy()
+
+    def apply(self, params):
+        return np.asarray(params, dtype=np.float64)
+
+    def apply_torch(self, params):
+        return params
+
+
 FAMILIES = {cls.name: cls for cls in (Linf, Brightness, Contrast)}
 
 

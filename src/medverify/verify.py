@@ -205,3 +205,39 @@ def verify_image(
         wall_time_s=round(time.perf_counter() - start, 4),
         **fields,
     )
+
+
+def verify_vnnlib(
+    onnx_path, vnnlib_path, verifier: str, timeout_s: float, options: dict | None = None
+) -> Record:
+    """Verify a VNN-COMP style property ("some j beats y" over an input box) on a
+    classifier; the record's family is ``box``."""
+    from . import vnnlib
+
+    start = time.perf_counter()
+    label, fields = -1, None
+    try:
+        lower, upper, label, targets = vnnlib.to_problem_spec(vnnlib.read(vnnlib_path))
+        classifier = onnx_io.load_affine(onnx_path)
+        fam = perturbations.Box(lower, upper)
+        problem = Problem(
+            classifier, lower, upper, int(label), tuple(targets), fam, name=str(vnnlib_path)
+        )
+        fields = run_verifier(
+            problem, verifier, timeout_s, onnx_io.OrtClassifier(onnx_path), options
+        )
+    except Exception as exc:  # noqa: BLE001
+        fields = _fields("error", message=f"{type(exc).__name__}: {exc}")
+    return Record(
+        dataset="",
+        model=str(onnx_path),
+        index=-1,
+        true_label=int(label),
+        family="box",
+        magnitude_k=0.0,
+        verifier=verifier,
+        model_sha256=onnx_io.sha256(onnx_path),
+        timeout_s=float(timeout_s),
+        wall_time_s=round(time.perf_counter() - start, 4),
+        **fields,
+    )

@@ -1,0 +1,66 @@
+import os
+import signal
+import time
+
+from medverify.runner import run_isolated
+
+
+def _sleep_forever():
+    while True:
+        time.sleep(1)
+
+
+def _spawn_sleeping_grandchild(path):
+    pid = os.fork()
+    if pid == 0:
+        while True:
+            time.sleep(1)
+    with open(path, "w") as fh:
+        fh.write(str(pid))
+    _sleep_forever()
+
+
+def _segfault():
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _boom():
+    raise RuntimeError("bad value 42")
+
+
+def test_returns_value():
+    out = run_isolated(sum, [1, 2, 3], timeout_s=10)
+    assert out.kind == "ok" and out.value == 6
+
+
+def test_sleeper_killed_within_timeout_plus_2s():
+    start = time.perf_counter()
+    out = run_isolated(_sleep_forever, timeout_s=1.0)
+    assert out.kind == "timeout"
+    assert time.perf_counter() - start < 1.0 + 2.0
+
+
+def test_whole_process_group_is_killed(tmp_path):
+    marker = tmp_path / "pid"
+    out = run_isolated(_spawn_sleeping_grandchild, str(marker), timeout_s=1.0)
+    assert out.kind == "timeout"
+    grandchild = int(marker.read_text())
+    deadline = time.time() + 2
+    while time.time() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"grandchild {grandchild} survived the timeout kill")
+
+
+def test_segfault_becomes_crash():
+    out = run_isolated(_segfault, timeout_s=10)
+    assert out.kind == "crash" and "SIGSEGV" in out.message
+
+
+def test_exception_is_reported():
+    out = run_isolated(_boom, timeout_s=10)
+    assert out.kind == "exception" and "bad value 42" in out.message
