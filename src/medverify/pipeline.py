@@ -1,5 +1,6 @@
 """The package functions the workflow's scripts call (one per rule). Arguments are plain
-values; nothing here reads config.yaml or the snakemake object."""
+values; nothing here reads config.yaml or the snakemake object. Heavy imports (torch) stay inside
+the functions that need them, so a verify job starts fast."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import logging
 
 import numpy as np
 
-from . import data, models, onnx_io, results
+from . import data, onnx_io, results
 from .errors import DataError
-from .train import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ def train_and_export(
 ) -> dict:
     """Train one model, save model.pt, export model.onnx with an onnxruntime parity check on
     at least ``parity_images`` test images, and write metrics.json."""
+    from . import models  # torch: imported only by the rules that train
+    from .train import TrainConfig, train
+
     splits = data.load(dataset, data_dir, channels=channels, md5=md5)
     cfg = TrainConfig(
         architecture=architecture,
