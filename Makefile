@@ -10,7 +10,7 @@ DATA_DIR ?= $(abspath ../shared/data/medmnist)
 STAMP := $(VENV)/.installed
 export PIP_CONSTRAINT := $(abspath requirements/constraints.txt)
 
-.PHONY: venv run test test-slow lint format clean
+.PHONY: venv run report test test-slow lint format clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,11 @@ $(STAMP): pyproject.toml requirements/base.txt requirements/nodeps.txt requireme
 run: $(STAMP)
 	$(VENV)/bin/snakemake --workflow-profile profiles/default --cores $(CORES) \
 		--config data_dir=$(DATA_DIR) $(RUN_CONFIG)
+
+# HTML report of the last `make run` (same config overrides).
+report: $(STAMP)
+	$(VENV)/bin/snakemake --workflow-profile profiles/default --cores $(CORES) \
+		--config data_dir=$(DATA_DIR) $(RUN_CONFIG) --report report.html
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -30,11 +30,15 @@ class Family:
     structured: bool = True
 
     def __init__(self, image: np.ndarray, magnitude_k: float):
-        if not np.isfinite(magnitude_k) or magnitude_k < 0:
+        try:
+            k = float(magnitude_k)
+        except (TypeError, ValueError):
+            k = float("nan")
+        if not np.isfinite(k) or k < 0:
             raise ConfigError(f"magnitude must be a finite k >= 0 (k/255), got {magnitude_k!r}")
         self.image = np.asarray(image, dtype=np.float64).reshape(-1)
         self.shape = tuple(np.shape(image))
-        self.k = float(magnitude_k)
+        self.k = k
         self.eps = self.k / 255.0
 
     # --- to be provided by each family -------------------------------------------
@@ -130,11 +134,16 @@ class Brightness(Family):
     def infer_params(self, candidate):
         inside = (candidate > TOLERANCE) & (candidate < 1 - TOLERANCE)
         if not inside.any():
-            # every pixel clipped: any beta that clips them all equally works; try the ends
-            for beta in self.box():
-                if np.max(np.abs(self.apply(beta) - candidate)) <= TOLERANCE:
-                    return beta
-            return None
+            # every pixel clipped: beta must push the 0-pixels to <= 0 and the 1-pixels to
+            # >= 1; take the feasible beta (within the box) nearest to 0
+            lo, hi = self.box()
+            at_one = candidate >= 1 - TOLERANCE
+            at_zero = candidate <= TOLERANCE
+            least = max(lo[0], float(np.max(1.0 - self.image[at_one], initial=-np.inf)))
+            most = min(hi[0], float(np.min(-self.image[at_zero], initial=np.inf)))
+            if least > most:
+                return np.array([least if abs(least) < abs(most) else most])
+            return np.array([min(max(0.0, least), most)])
         return np.array([float(np.median(candidate[inside] - self.image[inside]))])
 
     def describe(self, params):

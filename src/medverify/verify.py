@@ -13,6 +13,7 @@ from . import onnx_io, perturbations
 from .results import Record
 from .runner import run_isolated
 from .verifiers import Problem, Result, get
+from .verifiers.base import CEX_MARGIN
 
 GRACE_S = 1.0
 
@@ -98,12 +99,12 @@ def run_verifier(
         if out.kind == "timeout":
             return _fields("timeout", message=out.message, verifier_time_s=out.seconds)
         if out.kind != "ok":
+            first, _, rest = out.message.strip().partition("\n")
             return _fields(
                 "error",
-                message=out.message.strip().splitlines()[0]
-                if out.kind == "crash"
-                else out.message.strip(),
+                message=first,
                 verifier_time_s=out.seconds,
+                extra={"traceback": rest} if rest else {},
             )
         result, version = out.value
     else:
@@ -117,8 +118,21 @@ def finalize(problem: Problem, result: Result, ort, version: str, seconds: float
     status, message = result.status, result.message
     cex, pred = None, None
     if status == "counterexample":
+        margin = None if result.params is None else float(np.min(problem.margins(result.params)))
         if result.params is None:
             status, message = "unknown", f"flagged: counterexample without parameters. {message}"
+        elif margin > 0:
+            status = "unknown"
+            message = (
+                f"flagged: claimed counterexample has float64 margin {margin:.3g} > 0 "
+                f"on the composed network. {message}"
+            )
+        elif margin > -CEX_MARGIN:
+            status = "unknown"
+            message = (
+                f"borderline: the point found has float64 margin {margin:.3g} > "
+                f"-{CEX_MARGIN:g}, too close to the boundary to replay. {message}"
+            )
         else:
             rep = replay(problem, result.params, ort)
             if rep.ok:

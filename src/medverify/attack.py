@@ -1,0 +1,155 @@
+"""Falsification by projected gradient descent on a family's parameters.
+
+Shared by the backends (not a backend itself): it looks for parameters p in the box
+[lower, upper] that drive ``min_j (f_label(p) - f_j(p))`` below zero. The family's own
+sample points (box corners first) and, for one or two parameters, a dense grid are tried
+before PGD with restarts. Every candidate is confirmed in float64 on the canonical net
+(``problem.margins``); only a strictly negative margin counts.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+GRID_DIMS = 2  # dense grid for families with at most this many parameters
+
+
+def _margins_np(problem, points: np.ndarray, net=None) -> np.ndarray:
+    """min_j margin for each row of ``points`` (float64, canonical net)."""
+    net = net if net is not None else problem.margin_net()
+    return net.forward(np.atleast_2d(points)).min(axis=1)
+
+
+def _best_negative(problem, points: np.ndarray, net=None) -> tuple[np.ndarray | None, float]:
+    if len(points) == 0:
+        return None, np.inf
+    vals = _margins_np(problem, points, net)
+    i = int(np.argmin(vals))
+    return (points[i].copy() if vals[i] < 0 else None), float(vals[i])
+
+
+def grid_points(lower: np.ndarray, upper: np.ndarray, total: int = 4097) -> np.ndarray:
+    """An even grid over a box of one or two dimensions (``total`` points or fewer)."""
+    n = len(lower)
+    per = max(2, int(round(total ** (1.0 / n))))
+    axes = [np.linspace(lo, hi, per) for lo, hi in zip(lower, upper, strict=True)]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.reshape(-1) for m in mesh], axis=1)
+
+
+def pgd(
+    model,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    *,
+    restarts: int = 8,
+    steps: int = 50,
+    seed: int = 0,
+    deadline: float | None = None,
+    starts: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
+    """Minimise ``min_j model(p)_j`` over the box by signed-gradient PGD, all restarts in one
+    batch. ``model``: a float64 torch module mapping (batch, n) -> (batch, m) margins.
+    ``starts``: optional initial points (rows) used before random ones.
+    Returns the best point and its value under ``model`` (not yet confirmed in numpy)."""
+    import torch
+
+    lo = torch.as_tensor(lower, dtype=torch.float64)
+    hi = torch.as_tensor(upper, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(int(seed))
+    width = hi - lo
+    init = []
+    if starts is not None and len(starts):
+        init.append(torch.as_tensor(np.atleast_2d(starts)[:restarts], dtype=torch.float64))
+    n_rand = restarts - sum(len(t) for t in init)
+    if n_rand > 0:
+        u = torch.rand((n_rand, len(lo)), generator=gen, dtype=torch.float64)
+        # half of the random starts at random vertices (PGD on a ReLU net tends to end there)
+        n_vert = n_rand // 2
+        if n_vert:
+            u[:n_vert] = (u[:n_vert] > 0.5).to(torch.float64)
+        init.append(lo + u * width)
+    p = torch.cat(init).clamp(lo, hi)
+    best_p = p[0].detach().clone()
+    best_v = np.inf
+    for step in range(max(int(steps), 1)):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        p.requires_grad_(True)
+        vals = model(p).min(dim=1).values
+        v_min, i_min = vals.detach().min(dim=0)
+        if float(v_min) < best_v:
+            best_v = float(v_min)
+            best_p = p[int(i_min)].detach().clone()
+        (grad,) = torch.autograd.grad(vals.sum(), p)
+        # step size decays from a quarter of the box width to ~1% of it (cosine)
+        frac = 0.5 * (1 + np.cos(np.pi * step / max(steps, 1)))
+        size = width * (0.01 + 0.24 * frac)
+        with torch.no_grad():
+            p = (p - size * grad.sign()).clamp(lo, hi)
+            # tiny random jitter for points stuck on a zero gradient (dead ReLUs)
+            stuck = grad.abs().sum(dim=1) == 0
+            if bool(stuck.any()):
+                noise = torch.rand((int(stuck.sum()), len(lo)), generator=gen, dtype=torch.float64)
+                p[stuck] = lo + noise * width
+    with torch.no_grad():
+        vals = model(p).min(dim=1).values
+        v_min, i_min = vals.min(dim=0)
+        if float(v_min) < best_v:
+            best_v = float(v_min)
+            best_p = p[int(i_min)].detach().clone()
+    return best_p.numpy(), best_v
+
+
+def find_counterexample(
+    problem,
+    *,
+    restarts: int = 8,
+    steps: int = 50,
+    seed: int = 0,
+    time_budget_s: float = 5.0,
+    samples: int = 16,
+    model=None,
+) -> np.ndarray | None:
+    """Search the problem's box for parameters with a strictly negative margin.
+
+    Order: the family's sample points (corners first), a dense grid for one- or
+    two-parameter families, then PGD with ``restarts`` restarts (repeated with fresh seeds
+    while time is left, up to 4 rounds). Deterministic given ``seed``. Returns the
+    parameters (float64) with the most negative margin found, or None."""
+    import torch
+
+    deadline = time.perf_counter() + max(float(time_budget_s), 0.0)
+    net = problem.margin_net()
+    lo, hi = problem.lower, problem.upper
+    rng = np.random.default_rng(seed)
+    starts = np.clip(problem.family.sample(samples, rng), lo, hi)
+    found, _ = _best_negative(problem, starts, net)
+    if found is not None:
+        return found
+    if len(lo) <= GRID_DIMS:
+        found, _ = _best_negative(problem, grid_points(lo, hi), net)
+        if found is not None:
+            return found
+    if np.all(hi == lo):
+        return None
+    model = model if model is not None else net.to_torch(torch.float64)
+    for rnd in range(4):
+        if time.perf_counter() > deadline:
+            break
+        p, _ = pgd(
+            model,
+            lo,
+            hi,
+            restarts=restarts,
+            steps=steps,
+            seed=seed + 7919 * rnd,
+            deadline=deadline,
+            starts=starts if rnd == 0 else None,
+        )
+        found, _ = _best_negative(problem, np.clip(p, lo, hi)[None], net)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,195 @@
+"""Seaborn/matplotlib figures. Functions take DataFrames or arrays and return figures;
+they never read files. ``save`` writes and closes one. The Agg backend is forced."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .results import STATUSES  # noqa: E402
+
+STATUS_COLORS = dict(
+    zip(STATUSES, ["#2b8a3e", "#c92a2a", "#868e96", "#f08c00", "#5f3dc4"], strict=True)
+)
+
+
+def save(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def note(text: str):
+    """A small figure holding one line of text (e.g. when there is nothing to draw)."""
+    fig, ax = plt.subplots(figsize=(4, 1))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
+def _order(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+def outcome_bars(df: pd.DataFrame):
+    """Stacked status fractions per cell: one panel per (dataset, model); within a panel
+    bars are grouped by family, magnitudes increasing, one bar per verifier."""
+    if df.empty:
+        return note("no records")
+    sns.set_theme(style="whitegrid", context="paper")
+    datasets = _order(df["dataset"])
+    models = _order(df["model"])
+    fig, axes = plt.subplots(
+        len(datasets),
+        len(models),
+        figsize=(
+            max(4.0, 0.45 * _n_bars(df) / max(len(models), 1) + 2) * len(models),
+            3.2 * len(datasets),
+        ),
+        squeeze=False,
+        sharey=True,
+    )
+    for i, ds in enumerate(datasets):
+        for j, model in enumerate(models):
+            ax = axes[i][j]
+            sub = df[(df["dataset"] == ds) & (df["model"] == model)]
+            _stacked(ax, sub)
+            ax.set_title(f"{ds} / {model}")
+            ax.set_ylabel("fraction of instances" if j == 0 else "")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=STATUS_COLORS[s]) for s in STATUSES]
+    fig.legend(handles, STATUSES, loc="upper center", ncol=len(STATUSES), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
+
+
+def _n_bars(df: pd.DataFrame) -> int:
+    return int(df.groupby(["dataset", "model", "family", "magnitude_k", "verifier"]).ngroups)
+
+
+def _stacked(ax, sub: pd.DataFrame) -> None:
+    if sub.empty:
+        ax.text(0.5, 0.5, "no records", ha="center", va="center", transform=ax.transAxes)
+        return
+    families = _order(sub["family"])
+    verifiers = _order(sub["verifier"])
+    labels, xs, x = [], [], 0.0
+    bottoms = []
+    for fam in families:
+        for k in sorted(sub[sub["family"] == fam]["magnitude_k"].unique()):
+            for v in verifiers:
+                cell = sub[
+                    (sub["family"] == fam) & (sub["magnitude_k"] == k) & (sub["verifier"] == v)
+                ]
+                if cell.empty:
+                    continue
+                frac = cell["status"].astype(str).value_counts(normalize=True)
+                bottom = 0.0
+                for s in STATUSES:
+                    h = float(frac.get(s, 0.0))
+                    if h:
+                        ax.bar(x, h, bottom=bottom, color=STATUS_COLORS[s], width=0.8)
+                    bottom += h
+                bottoms.append(bottom)
+                labels.append(f"{fam} {k:g}\n{v} (n={len(cell)})")
+                xs.append(x)
+                x += 1
+            x += 0.3
+        x += 0.6
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels, rotation=90, fontsize=7)
+    ax.set_ylim(0, 1)
+
+
+def confusion_heatmaps(tables: Mapping[tuple[str, str], pd.DataFrame]):
+    """One heatmap per verifier pair: rows the first tool's status, columns the second's."""
+    if not tables:
+        return note("fewer than two verifiers: no pairwise comparison")
+    sns.set_theme(style="white", context="paper")
+    n = len(tables)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
+    for ax, ((a, b), table) in zip(axes[0], tables.items(), strict=True):
+        sns.heatmap(table, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax)
+        ax.set_xlabel(b)
+        ax.set_ylabel(a)
+        ax.set_title(f"{a} vs {b}")
+    fig.tight_layout()
+    return fig
+
+
+def _show(ax, image: np.ndarray, title: str = "", cmap="gray", vmin=0.0, vmax=1.0):
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[0] == 3:
+        ax.imshow(np.clip(np.transpose(img, (1, 2, 0)), 0, 1))
+    else:
+        ax.imshow(img.reshape(img.shape[-2], img.shape[-1]), cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def perturbed_example(image: np.ndarray, family: str, k: float, seed: int = 0) -> np.ndarray:
+    """A representative member of the set: linf uses the sign pattern of seeded noise
+    (x + eps*sign(noise), clipped) as a worst-case-like corner; brightness and contrast
+    use the upper end of their parameter box."""
+    from . import perturbations
+
+    fam = perturbations.make(family, image, k)
+    if fam.structured:
+        params = fam.box()[1]
+    else:
+        rng = np.random.default_rng(seed)
+        params = fam.image + fam.eps * np.sign(rng.standard_normal(fam.image.shape))
+    return fam.apply(params).reshape(np.shape(image))
+
+
+def example_images(
+    image: np.ndarray, families: Mapping[str, Sequence[float]], seed: int = 0, title: str = ""
+):
+    """The original image and one member of each family at each magnitude."""
+    panels = [("original", np.asarray(image))]
+    for fam, ks in families.items():
+        for k in sorted(ks):
+            panels.append((f"{fam} k={k:g}", perturbed_example(image, fam, k, seed)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.8 * len(panels), 2.2), squeeze=False)
+    for ax, (name, img) in zip(axes[0], panels, strict=True):
+        _show(ax, img, name)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def counterexample(original: np.ndarray, perturbed: np.ndarray, record: Mapping):
+    """Image, perturbed image, and their difference (averaged over channels)."""
+    diff = np.asarray(perturbed, dtype=np.float64) - np.asarray(original, dtype=np.float64)
+    diff2d = diff.reshape(-1, diff.shape[-2], diff.shape[-1]).mean(axis=0)
+    lim = max(float(np.abs(diff2d).max()), 1e-6)
+    fig, axes = plt.subplots(1, 3, figsize=(6.6, 2.6))
+    _show(axes[0], original, f"test image {record.get('index')} (label {record.get('true_label')})")
+    _show(
+        axes[1],
+        perturbed,
+        f"counterexample (pred {record.get('predicted_label_at_counterexample')})",
+    )
+    im = axes[2].imshow(diff2d, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    axes[2].set_title(f"difference (max {lim * 255:.2f}/255)", fontsize=8)
+    axes[2].axis("off")
+    fig.colorbar(im, ax=axes[2], fraction=0.046)
+    fig.suptitle(
+        f"{record.get('dataset')} / {record.get('model')}: {record.get('family')} "
+        f"k={float(record.get('magnitude_k', 0)):g}, {record.get('verifier')}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig

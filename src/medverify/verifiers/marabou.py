@@ -1,0 +1,229 @@
+"""Marabou (maraboupy 2.0.0): complete SMT-style search over the ReLU network.
+
+The composed network (parameters -> logits, Gemm/Relu only) is written to a temporary
+ONNX file and read back with ``Marabou.read_onnx`` (``createInputQuery`` on an ONNX file
+segfaults in 2.0.0). Inputs are bounded by the parameter box and the violation
+``f_j - f_label >= delta`` is encoded either as one query per target label (default:
+most dangerous label first at the box centre, stop at the first ``sat``) or as a single
+disjunction over the targets (``mode="disjunction"``). ``delta`` starts at 0; a ``sat``
+answer whose point does not violate in float64 is re-queried with a small positive
+``delta`` before giving up with ``unknown``.
+
+Marabou's own output (it prints from C++) is captured at the file-descriptor level and
+discarded, except the last lines, which go into error messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+from .base import CEX_MARGIN, Problem, Result
+
+#: Marabou exit code -> our vocabulary (the one place this mapping happens)
+EXIT_CODES = {
+    "sat": "counterexample",
+    "unsat": "robust",
+    "TIMEOUT": "timeout",
+    "QUIT_REQUESTED": "timeout",
+    "UNKNOWN": "unknown",
+    "ERROR": "error",
+}
+MODES = ("per_label", "disjunction")
+#: seconds kept back from the caller's timeout (parsing, cleanup)
+RESERVE_S = 0.5
+#: margins asked of a re-query when a sat point does not violate in float64
+NUDGES = (1e-4, 1e-3)
+
+
+def _import_marabou():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Tensorflow parser is unavailable"
+        from maraboupy import Marabou, MarabouCore, MarabouUtils
+    return Marabou, MarabouCore, MarabouUtils
+
+
+@contextlib.contextmanager
+def _captured_output(sink: list):
+    """Send fds 1 and 2 to a temp file for the duration; append its tail to ``sink``."""
+    import ctypes
+    import sys
+
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            libc.fflush(None)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0, os.SEEK_END)
+            size = tmp.tell()
+            tmp.seek(max(0, size - 2000))
+            sink.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _gradient(net, x: np.ndarray, row: int) -> np.ndarray:
+    """Gradient of output ``row`` of a piecewise-linear net at x (its linear piece)."""
+    pre = net.pre_activations(x)
+    g = net.layers[-1][0][row]
+    for k in range(len(pre) - 1, -1, -1):
+        g = (g * (pre[k] > 0)) @ net.layers[k][0]
+    return g
+
+
+def _deepen(problem: Problem, params: np.ndarray, rounds: int = 20) -> np.ndarray:
+    """Marabou's sat points sit on the decision boundary (margin about -1e-7), too close
+    for a float32 replay. Walk a little further into the violating region along the
+    margin's sign-gradient, staying in the box; keep a step only if it lowers the margin."""
+    mnet = problem.margin_net()
+    lo, hi = problem.lower, problem.upper
+    best = params
+    best_m = float(np.min(mnet.forward(best)))
+    step = 1e-2
+    for _ in range(rounds):
+        row = int(np.argmin(mnet.forward(best)))
+        g = _gradient(mnet, best, row)
+        cand = np.clip(best - step * (hi - lo) * np.sign(g), lo, hi)
+        m = float(np.min(mnet.forward(cand)))
+        if m < best_m:
+            best, best_m = cand, m
+            step = min(step * 2, 0.25)
+        else:
+            step /= 4
+            if step < 1e-6:
+                break
+    return best
+
+
+class Verifier:
+    name = "marabou"
+
+    def __init__(self, mode: str = "per_label", tightening: str = "deeppoly", verbosity: int = 0):
+        if mode not in MODES:
+            raise ValueError(f"unknown marabou mode {mode!r}: choose one of {', '.join(MODES)}")
+        self.mode = mode
+        self.tightening = tightening
+        self.verbosity = int(verbosity)
+
+    def tool_version(self) -> str:
+        from importlib.metadata import version
+
+        return f"maraboupy {version('maraboupy')}"
+
+    # ------------------------------------------------------------------------------
+    def verify(self, problem: Problem, timeout_s: float) -> Result:
+        start = time.perf_counter()
+        deadline = start + timeout_s - RESERVE_S
+        Marabou, _, MarabouUtils = _import_marabou()
+        path = problem.write_onnx()
+        try:
+            net = Marabou.read_onnx(path)
+        finally:
+            os.unlink(path)
+        in_vars = [int(v) for v in np.asarray(net.inputVars[0]).reshape(-1)]
+        out_vars = [int(v) for v in np.asarray(net.outputVars[0]).reshape(-1)]
+        for var, lo, hi in zip(in_vars, problem.lower, problem.upper, strict=True):
+            net.setLowerBound(var, float(lo))
+            net.setUpperBound(var, float(hi))
+        self._net, self._in, self._out, self._utils = net, in_vars, out_vars, MarabouUtils
+        stats = {"mode": self.mode, "queries": 0}
+
+        centre = problem.margins((problem.lower + problem.upper) / 2)
+        order = [problem.targets[r] for r in np.argsort(centre)]
+        groups = [[j] for j in order] if self.mode == "per_label" else [order]
+        verdicts, notes = [], []
+        for n_done, group in enumerate(groups):
+            left = deadline - time.perf_counter()
+            budget = int(left / (len(groups) - n_done))
+            if budget < 1:
+                verdicts.append("timeout")
+                notes.append(f"labels {group}: no time left")
+                break
+            status, params, note = self._decide(problem, group, budget, deadline, stats)
+            if status == "counterexample":
+                return Result("counterexample", params=params, message=note, stats=stats)
+            verdicts.append(status)
+            if note:
+                notes.append(note)
+        if verdicts and all(v == "robust" for v in verdicts) and len(verdicts) == len(groups):
+            return Result("robust", message="Marabou: unsat for every target", stats=stats)
+        for worst in ("error", "timeout", "unknown"):
+            if worst in verdicts:
+                return Result(worst, message="; ".join(notes)[:2000], stats=stats)
+        return Result("unknown", message="; ".join(notes)[:2000], stats=stats)
+
+    # ------------------------------------------------------------------------------
+    def _decide(self, problem, group, budget, deadline, stats):
+        """One query (with float64 re-check and nudged re-queries) for labels ``group``."""
+        for delta in (0.0, *NUDGES):
+            if delta > 0:
+                budget = int(deadline - time.perf_counter())
+                if budget < 1:
+                    return "timeout", None, f"labels {group}: no time left to re-query"
+            code, vals, tail = self._solve(problem.label, group, delta, budget)
+            stats["queries"] += 1
+            status = EXIT_CODES.get(code, "error")
+            if status != "counterexample":
+                note = "" if status == "robust" else f"labels {group}: Marabou {code}"
+                if status == "error":
+                    last = [ln for ln in tail.strip().splitlines() if ln.strip()][-1:]
+                    note += f" ({last[0][:200]})" if last else ""
+                if delta > 0 and status == "robust":
+                    # unsat at delta > 0 after a spurious sat at 0: the margin is in [0, delta)
+                    return "unknown", None, f"labels {group}: sat only within {delta:g} of 0"
+                return status, None, note
+            params = np.array([vals[v] for v in self._in], dtype=np.float64)
+            params = np.clip(params, problem.lower, problem.upper)
+            margins = problem.margins(params)
+            if np.min(margins) < 0:
+                params = _deepen(problem, params)
+                margins = problem.margins(params)
+            if np.min(margins) <= -CEX_MARGIN:
+                j = problem.targets[int(np.argmin(margins))]
+                return "counterexample", params, f"label {j} reaches margin {np.min(margins):.6g}"
+        return "unknown", None, f"labels {group}: sat points do not violate in float64"
+
+    def _solve(self, label, group, delta, budget):
+        Marabou, MarabouCore, _ = _import_marabou()
+        net, out, utils = self._net, self._out, self._utils
+        net.additionalEquList.clear()
+        net.disjunctionList.clear()
+        equations = []
+        for j in group:
+            # f_label - f_j <= -delta
+            eq = utils.Equation(MarabouCore.Equation.LE)
+            eq.addAddend(1.0, out[label])
+            eq.addAddend(-1.0, out[j])
+            eq.setScalar(-float(delta))
+            equations.append(eq)
+        if len(equations) == 1:
+            net.addEquation(equations[0], isProperty=True)
+        else:
+            net.addDisjunctionConstraint([[eq] for eq in equations])
+        options = Marabou.createOptions(
+            timeoutInSeconds=int(budget),
+            verbosity=self.verbosity,
+            tighteningStrategy=self.tightening,
+            numWorkers=1,
+        )
+        sink: list[str] = []
+        try:
+            with _captured_output(sink):
+                code, vals, _ = net.solve(options=options, verbose=False)
+        finally:
+            net.disjunctionList.clear()
+            net.additionalEquList.clear()
+        return code, vals, "".join(sink)

@@ -1,0 +1,321 @@
+"""MIPVerify-style mixed-integer encoding of a ReLU network, solved through PuLP.
+
+Inputs range over the parameter box; every hidden ReLU gets pre-activation bounds
+(CROWN, intersected with interval arithmetic; see ``medverify.bounds``). Stably active
+ReLUs are the identity, stably inactive ones are 0, and only unstable ones get a binary
+with the big-M (triangle-exact) encoding
+
+    h >= z,   h <= z - l (1 - a),   h <= u a,   0 <= h,   a in {0, 1}.
+
+One MILP per target label j minimises the margin ``f_label - f_j``, most dangerous
+target first (by its CROWN lower bound); targets whose CROWN lower bound is already
+positive need no MILP. A proven positive minimum for every target is ``robust``; a
+solution with a negative margin (re-checked in float64) is a ``counterexample``. A
+solver that stopped early is never taken as a proof: only a proven optimum (HiGHS: its
+dual bound; CBC: ``sol_status`` Optimal) counts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+from .. import bounds as bounds_mod
+from .base import Problem, Result
+
+SOLVERS = ("highs", "cbc")
+#: seconds kept back from the caller's timeout for building the model and cleanup
+RESERVE_S = 0.5
+#: absolute optimality gap asked of the solver (margins are logits differences)
+GAP_ABS = 1e-6
+#: early stop: a solution with margin <= -STOP_MARGIN ends the search (HiGHS only)
+STOP_MARGIN = 1e-3
+
+
+class Verifier:
+    name = "milp"
+
+    def __init__(
+        self,
+        solver: str = "highs",
+        bounds: str = "crown",
+        threads: int = 1,
+        prune: bool = True,
+        early_stop: bool = True,
+    ):
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown MILP solver {solver!r}: choose one of {', '.join(SOLVERS)}")
+        if bounds not in bounds_mod.METHODS:
+            raise ValueError(
+                f"unknown bound method {bounds!r}: choose one of {', '.join(bounds_mod.METHODS)}"
+            )
+        self.solver = solver
+        self.bounds = bounds
+        self.threads = int(threads)
+        self.prune = bool(prune)  # skip the MILP of targets the bounds already prove
+        # HiGHS: stop at the first solution with margin <= -STOP_MARGIN (a counterexample
+        # needs no optimum); off, the MILP always finds the worst point
+        self.early_stop = bool(early_stop)
+
+    # ------------------------------------------------------------------------------
+    def tool_version(self) -> str:
+        import pulp
+
+        if self.solver == "highs":
+            try:
+                import highspy
+
+                h = highspy.Highs()
+                solver = f"HiGHS {h.version()}"
+            except Exception:  # noqa: BLE001 - version string only
+                from importlib.metadata import version
+
+                solver = f"highspy {version('highspy')}"
+        else:
+            solver = "CBC (PuLP bundled)"
+            try:
+                import subprocess
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    path = pulp.PULP_CBC_CMD().path
+                out = subprocess.run(
+                    [path, "-quit"], capture_output=True, text=True, timeout=10
+                ).stdout
+                for line in out.splitlines():
+                    if line.startswith("Version:"):
+                        solver = f"CBC {line.split(':', 1)[1].strip()}"
+                        break
+            except Exception:  # noqa: BLE001 - version string only
+                pass
+        return f"pulp {pulp.__version__}; {solver}"
+
+    # ------------------------------------------------------------------------------
+    def verify(self, problem: Problem, timeout_s: float) -> Result:
+        start = time.perf_counter()
+        deadline = start + max(timeout_s - RESERVE_S, 0.05)
+        mnet = problem.margin_net()
+        layer_bounds = bounds_mod.compute(mnet, problem.lower, problem.upper, self.bounds)
+        out_lo = layer_bounds[-1][0]
+        stats = {
+            "solver": self.solver,
+            "bounds": self.bounds,
+            "relus": mnet.relu_count,
+            "unstable_relus": int(
+                sum(int(np.sum((lo < 0) & (hi > 0))) for lo, hi in layer_bounds[:-1])
+            ),
+        }
+        pending = [int(r) for r in np.argsort(out_lo) if out_lo[r] <= 0 or not self.prune]
+        stats["targets_pruned_by_bounds"] = len(problem.targets) - len(pending)
+        proven = {r: float(out_lo[r]) for r in range(len(problem.targets)) if r not in pending}
+        if not pending:
+            return Result(
+                "robust",
+                margin_lower_bound=float(np.min(out_lo)),
+                message=f"{self.bounds} bounds prove every margin positive",
+                stats=stats,
+            )
+        model = _Encoding(mnet, layer_bounds, problem.lower, problem.upper)
+        stats["build_s"] = round(time.perf_counter() - start, 3)
+        ran_out = False
+        notes = []
+        for n_done, r in enumerate(pending):
+            left = deadline - time.perf_counter()
+            if left <= 0.01:
+                ran_out = True
+                break
+            budget = left / (len(pending) - n_done)
+            out = model.minimize(int(r), self.solver, budget, self.threads, self.early_stop)
+            j = problem.targets[r]
+            if out.params is not None:
+                params = np.clip(out.params, problem.lower, problem.upper)
+                margins = problem.margins(params)
+                if margins[r] < 0:
+                    stats["time_limited"] = not out.proven
+                    return Result(
+                        "counterexample",
+                        params=params,
+                        message=f"label {j} reaches margin {margins[r]:.6g}",
+                        stats=stats,
+                    )
+                if out.proven and out.bound <= 0:
+                    notes.append(
+                        f"label {j}: solver optimum {out.objective:.3g} but float64 margin "
+                        f"{margins[r]:.3g} at its solution"
+                    )
+            if out.proven and out.bound > 0:
+                proven[int(r)] = max(out.bound, float(out_lo[r]))
+                continue
+            if out.time_limited:
+                ran_out = True
+            else:
+                notes.append(f"label {j}: {out.message}")
+        if len(proven) == len(problem.targets):
+            return Result(
+                "robust",
+                margin_lower_bound=float(min(proven.values())),
+                message=f"{self.solver} proved every margin positive",
+                stats=stats,
+            )
+        if ran_out:
+            return Result(
+                "timeout",
+                message=f"{self.solver} hit the time limit without a proof. " + "; ".join(notes),
+                stats=stats,
+            )
+        return Result("unknown", message="; ".join(notes) or "no proof", stats=stats)
+
+
+class _Outcome:
+    def __init__(
+        self,
+        proven=False,
+        bound=-math.inf,
+        objective=math.nan,
+        params=None,
+        time_limited=False,
+        message="",
+    ):
+        self.proven = proven  # bound is a proven lower bound on the minimum
+        self.bound = bound
+        self.objective = objective
+        self.params = params
+        self.time_limited = time_limited
+        self.message = message
+
+
+class _Encoding:
+    """The network's constraints as a PuLP problem; objective set per target."""
+
+    def __init__(self, mnet, layer_bounds, lower, upper):
+        import pulp
+
+        self.prob = pulp.LpProblem("margin", pulp.LpMinimize)
+        self.x = [
+            self._var(f"x{i}", float(lo), float(hi))
+            for i, (lo, hi) in enumerate(zip(lower, upper, strict=True))
+        ]
+        self.binaries = 0
+        cur = list(self.x)
+        for k, (w, b) in enumerate(mnet.layers[:-1]):
+            lo, hi = layer_bounds[k]
+            nxt = []
+            for i in range(w.shape[0]):
+                if hi[i] <= 0:
+                    nxt.append(None)
+                    continue
+                z = _affine(w[i], b[i], cur)
+                if lo[i] >= 0:
+                    v = self._var(f"h{k}_{i}", 0.0, float(hi[i]))
+                    self.prob += v == z
+                else:
+                    v = self._var(f"h{k}_{i}", 0.0, float(hi[i]))
+                    a = self._var(f"a{k}_{i}", 0, 1, pulp.LpBinary)
+                    self.binaries += 1
+                    self.prob += v >= z
+                    self.prob += v <= z - float(lo[i]) * (1 - a)
+                    self.prob += v <= float(hi[i]) * a
+                nxt.append(v)
+            cur = nxt
+        w, b = mnet.layers[-1]
+        # one variable per margin, so the objective has no constant term (PuLP does not
+        # pass an objective constant to HiGHS, whose dual bound would then be shifted)
+        self.margins = []
+        for r in range(w.shape[0]):
+            m = self._var(f"m{r}")
+            self.prob += m == _affine(w[r], b[r], cur)
+            self.margins.append(m)
+
+    def _var(self, name, lo=None, hi=None, cat="Continuous"):
+        add = getattr(self.prob, "add_variable", None)  # PuLP >= 3.3
+        if add is not None:
+            return add(name, lo, hi, cat=cat)
+        import pulp
+
+        return pulp.LpVariable(name, lowBound=lo, upBound=hi, cat=cat)
+
+    def minimize(
+        self, row: int, solver: str, time_limit: float, threads: int, early_stop: bool = False
+    ) -> _Outcome:
+        import pulp
+
+        self.prob.setObjective(pulp.LpAffineExpression([(self.margins[row], 1.0)]))
+        limit = max(float(time_limit), 0.01)
+        if solver == "highs":
+            extra = {"objective_target": -STOP_MARGIN} if early_stop else {}
+            cmd = pulp.HiGHS(msg=False, timeLimit=limit, threads=threads, gapAbs=GAP_ABS, **extra)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # PuLP 4 renames it
+                cmd = pulp.PULP_CBC_CMD(
+                    msg=False, timeLimit=max(0.1, limit), threads=threads, gapAbs=GAP_ABS
+                )
+        t0 = time.perf_counter()
+        try:
+            self.prob.solve(cmd)
+        except pulp.PulpSolverError as exc:
+            return _Outcome(message=f"solver error: {exc}")
+        elapsed = time.perf_counter() - t0
+        sol = self.prob.sol_status
+        params = None
+        objective = math.nan
+        if sol in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+            vals = [v.varValue for v in self.x]
+            if all(v is not None for v in vals):
+                params = np.array(vals, dtype=np.float64)
+            objective = pulp.value(self.prob.objective)
+            objective = math.nan if objective is None else float(objective)
+        if solver == "highs":
+            return self._highs_outcome(params, objective, limit, elapsed)
+        # CBC: only sol_status Optimal is a proof (a time-limited run reads "Stopped")
+        if sol == pulp.LpSolutionOptimal and math.isfinite(objective):
+            return _Outcome(True, objective - GAP_ABS, objective, params)
+        return _Outcome(
+            params=params,
+            objective=objective,
+            time_limited=elapsed >= 0.9 * limit or sol == pulp.LpSolutionIntegerFeasible,
+            message=f"CBC status {pulp.LpStatus[self.prob.status]} / {pulp.LpSolution[sol]}",
+        )
+
+    def _highs_outcome(self, params, objective, limit, elapsed) -> _Outcome:
+        import highspy
+
+        h = self.prob.solverModel
+        status = h.getModelStatus()
+        info = h.getInfo()
+        st = highspy.HighsModelStatus
+        if status == st.kOptimal:
+            if self.binaries:
+                bound = float(info.mip_dual_bound)
+                if not math.isfinite(bound):
+                    bound = objective - GAP_ABS
+            else:
+                bound = objective - GAP_ABS  # an LP: optimal objective is the minimum
+            return _Outcome(True, bound, objective, params)
+        if status in (st.kTimeLimit, st.kInterrupt, st.kIterationLimit):
+            bound = float(info.mip_dual_bound) if self.binaries else -math.inf
+            proven = math.isfinite(bound) and bound > 0
+            return _Outcome(
+                proven,
+                bound if proven else -math.inf,
+                objective,
+                params,
+                time_limited=True,
+                message=f"HiGHS {h.modelStatusToString(status)}",
+            )
+        return _Outcome(
+            params=params,
+            objective=objective,
+            time_limited=elapsed >= 0.9 * limit,
+            message=f"HiGHS {h.modelStatusToString(status)}",
+        )
+
+
+def _affine(row: np.ndarray, bias: float, inputs):
+    import pulp
+
+    terms = [(v, float(c)) for v, c in zip(inputs, row, strict=True) if v is not None and c != 0]
+    return pulp.LpAffineExpression(terms, constant=float(bias))

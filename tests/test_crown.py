@@ -1,0 +1,210 @@
+"""The crown backend (auto_LiRPA 0.3 + our branch and bound) on tiny fixed-weight networks
+with closed-form answers, plus a soundness sweep against brute-force sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medverify.nets import AffineNet
+from medverify.verifiers import get
+from medverify.verifiers.crown import Verifier, _Dense, _Lirpa
+from medverify.verify import build_problem
+
+C = 0.4  # margin at the nominal image
+THRESHOLD_K = 255 * C / 4  # 25.5: robust below, counterexample above
+IMAGE = np.full((1, 2, 2), 0.5)
+
+
+def ramp_net(c: float = C) -> AffineNet:
+    """Three identical hidden neurons h = relu(sum(x) - 2); logits (c - h1 - h2 + h3, 0).
+
+    The true margin is c - relu(sum(x) - 2). Around the all-0.5 image sum(x) - 2 = 4 beta
+    under brightness and ranges over [-4 eps, 4 eps] under linf, so both are robust iff
+    4 k / 255 < c. Plain CROWN relaxes the three copies separately and only proves
+    8 k / 255 < c, so k between 12.75 and 25.5 needs alpha-CROWN or branching."""
+    w1 = np.ones((3, 4))
+    b1 = np.full(3, -2.0)
+    w2 = np.array([[-1.0, -1.0, 1.0], [0.0, 0.0, 0.0]])
+    b2 = np.array([c, 0.0])
+    return AffineNet([(w1, b1), (w2, b2)])
+
+
+def three_class_net() -> AffineNet:
+    """Label 0 with margins 0.3 - relu(sum(x) - 2) to class 1 and 0.6 - 2 relu(2 - sum(x))
+    to class 2: brightness-robust iff 4 k / 255 < 0.3 (the class-2 margin needs
+    8 k / 255 < 0.6, the same threshold k = 19.125)."""
+    w1 = np.vstack([np.ones((1, 4)), -np.ones((1, 4))])
+    b1 = np.array([-2.0, 2.0])
+    w2 = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    b2 = np.array([0.9, 0.6, 0.3])
+    return AffineNet([(w1, b1), (w2, b2)])
+
+
+def _check_cex(problem, result):
+    assert result.params is not None
+    assert problem.family.in_box(result.params)
+    assert problem.margins(result.params).min() < 0
+
+
+@pytest.mark.parametrize("family", ["brightness", "linf"])
+@pytest.mark.parametrize("split_dim", [0, 4])  # 0: ReLU splitting, 4: input splitting
+def test_threshold_closed_form(family, split_dim):
+    net = ramp_net()
+    v = Verifier(input_split_max_dim=split_dim)
+    for k in (4.0, 20.0, 25.0):
+        r = v.verify(build_problem(net, IMAGE, 0, family, k), 20)
+        assert r.status == "robust", (family, k, r)
+        assert 0 < r.margin_lower_bound <= C - 4 * k / 255 + 1e-9
+    for k in (26.0, 40.0):
+        p = build_problem(net, IMAGE, 0, family, k)
+        r = v.verify(p, 20)
+        assert r.status == "counterexample", (family, k, r)
+        _check_cex(p, r)
+
+
+@pytest.mark.parametrize("family,split_dim", [("brightness", 4), ("linf", 0)])
+def test_branching_proves_what_crown_cannot(family, split_dim):
+    """At k = 20 CROWN alone fails (8 * 20 / 255 > 0.4); without alpha the proof must
+    come from branch and bound."""
+    p = build_problem(ramp_net(), IMAGE, 0, family, 20.0)
+    r = Verifier(alpha=False, input_split_max_dim=split_dim).verify(p, 20)
+    assert r.stats["crown_lower_bound"] < 0
+    assert r.status == "robust"
+    assert r.stats["proved_by"] in ("input split + CROWN", "beta-CROWN BaB")
+    assert r.stats["domains"] >= 2
+
+
+def test_counterexample_from_branching_without_attack():
+    """Attack disabled: the counterexample must come from BaB candidate points."""
+    for family, split_dim in (("linf", 0), ("brightness", 4)):
+        p = build_problem(ramp_net(), IMAGE, 0, family, 40.0)
+        res = Verifier(attack=False, input_split_max_dim=split_dim).verify(p, 20)
+        assert res.status == "counterexample"
+        assert res.stats["found_by"].startswith("bab")
+        _check_cex(p, res)
+
+
+def test_three_classes_brightness():
+    net = three_class_net()
+    assert np.argmax(net.forward(IMAGE.reshape(-1))) == 0
+    v = get("crown")
+    assert v.verify(build_problem(net, IMAGE, 0, "brightness", 18.0), 20).status == "robust"
+    p = build_problem(net, IMAGE, 0, "brightness", 20.5)
+    r = v.verify(p, 20)
+    assert r.status == "counterexample"
+    _check_cex(p, r)
+
+
+def test_contrast_closed_form():
+    """Contrast on an image with mean 0.5: pixels 0.25/0.75, x' = 0.5 + alpha (x - 0.5).
+    Hidden h = relu(x1 - x0 - 0.5) = relu(0.5 (alpha - 1)); margin 0.05 - h: robust iff
+    0.5 * 4 k / 255 < 0.05, i.e. k < 6.375."""
+    img = np.array([[[0.25, 0.75], [0.5, 0.5]]])
+    net = AffineNet(
+        [
+            (np.array([[-1.0, 1.0, 0.0, 0.0]]), np.array([-0.5])),
+            (np.array([[-1.0], [0.0]]), np.array([0.05, 0.0])),
+        ]
+    )
+    v = Verifier()
+    assert v.verify(build_problem(net, img, 0, "contrast", 6.0), 20).status == "robust"
+    p = build_problem(net, img, 0, "contrast", 6.8)
+    r = v.verify(p, 20)
+    assert r.status == "counterexample"
+    _check_cex(p, r)
+
+
+def test_dense_engine_matches_auto_lirpa_crown():
+    import torch
+
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        net = AffineNet(
+            [
+                (rng.normal(size=(8, 6)), rng.normal(size=8)),
+                (rng.normal(size=(7, 8)), rng.normal(size=7)),
+                (rng.normal(size=(3, 7)), rng.normal(size=3)),
+            ]
+        )
+        m = net.margin_net(0, [1, 2])
+        lo = rng.uniform(0, 0.5, 6)
+        hi = lo + 0.3
+        eng = _Dense(m, lo, hi)
+        splits = [torch.zeros((1, 8), dtype=torch.int8), torch.zeros((1, 7), dtype=torch.int8)]
+        bounds, _ = eng.intermediate(splits)
+        ours, _, _ = eng.backward(torch.eye(2, dtype=torch.float64)[None], 2, bounds)
+        theirs = _Lirpa(m).lower(lo, hi)
+        np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-5)
+        # and both are below the sampled minimum
+        pts = rng.uniform(lo, hi, size=(2000, 6))
+        assert np.all(m.forward(pts).min(axis=0) >= ours.numpy()[0] - 1e-9)
+
+
+def _random_problem(rng, family):
+    h = int(rng.integers(3, 8))
+    net = AffineNet(
+        [
+            (rng.normal(size=(h, 4)), rng.normal(size=h) * 0.5),
+            (rng.normal(size=(h, h)), rng.normal(size=h) * 0.5),
+            (rng.normal(size=(3, h)), rng.normal(size=3)),
+        ]
+    )
+    img = rng.uniform(0, 1, (1, 2, 2))
+    label = int(np.argmax(net.forward(img.reshape(-1))))
+    return net, img, label
+
+
+def test_soundness_against_sampling():
+    """30 random tiny ReLU nets near their sampled threshold: never robust where dense
+    sampling finds a violation; every counterexample is real."""
+    rng = np.random.default_rng(12)
+    decided = 0
+    for t in range(30):
+        family = ("linf", "brightness", "contrast")[t % 3]
+        net, img, label = _random_problem(rng, family)
+        # the smallest k where sampling finds a violation, then probe around it
+        ks = np.linspace(2, 200, 34)
+        k_star = 200.0
+        for k in ks:
+            p = build_problem(net, img, label, family, k)
+            if p.margins(p.family.sample(500, rng)).min() < 0:
+                k_star = k
+                break
+        k = float(k_star * (0.9, 1.0, 1.1)[t % 3 if family != "linf" else (t // 3) % 3])
+        p = build_problem(net, img, label, family, k)
+        r = Verifier(input_split_max_dim=0 if t % 2 else 4, batch_size=16).verify(p, 5)
+        pts = p.family.sample(20000, rng)
+        if family == "linf":
+            corners = np.where(rng.integers(0, 2, (5000, 4)), p.lower, p.upper)
+            pts = np.vstack([pts, corners])
+        sampled_min = p.margins(pts).min()
+        if r.status == "robust":
+            assert sampled_min > 0, (t, family, k, r)
+            assert r.margin_lower_bound <= sampled_min + 1e-9
+        if r.status == "counterexample":
+            _check_cex(p, r)
+        decided += r.status in ("robust", "counterexample")
+    assert decided >= 27
+
+
+def test_tool_version_and_registry():
+    v = get("crown")
+    assert v.name == "crown"
+    assert v.tool_version().startswith("auto_LiRPA 0.3")
+
+
+def test_counterexample_replays_through_onnxruntime(tmp_path):
+    from medverify import onnx_io
+    from medverify.verify import run_verifier
+
+    net = ramp_net()
+    path = tmp_path / "ramp.onnx"
+    onnx_io.export_affine(net, path)
+    ort = onnx_io.OrtClassifier(path)
+    p = build_problem(net, IMAGE, 0, "brightness", 40.0)
+    fields = run_verifier(p, "crown", 20, ort, isolate=False)
+    assert fields["status"] == "counterexample"
+    assert fields["predicted_label_at_counterexample"] == 1
+    fields = run_verifier(build_problem(net, IMAGE, 0, "linf", 10.0), "crown", 20, ort)
+    assert fields["status"] == "robust"

@@ -1,0 +1,186 @@
+"""The Snakemake workflow: lint, dry runs of the default matrix, config errors, one real
+end-to-end run on PneumoniaMNIST, and the DermaMNIST code path on a generated file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from medverify import data, results
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+CI_CONFIG = REPO / "tests" / "config" / "ci.yaml"
+DERMA_CONFIG = REPO / "tests" / "config" / "derma.yaml"
+DATA_DIR = Path(
+    os.environ.get("MEDVERIFY_DATA_DIR", REPO / ".." / "shared" / "data" / "medmnist")
+).resolve()
+ONE_PARAMETER = {"brightness", "contrast"}
+
+
+def snakemake(*args, workdir: Path | None = None, timeout: float = 600):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE)]
+    if workdir is not None:
+        cmd += ["-d", str(workdir)]
+    if "--configfile" not in args:  # config.yaml is looked up in the working directory
+        cmd += ["--configfile", str(REPO / "config.yaml")]
+    return subprocess.run(
+        [*cmd, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a (dry) run."""
+    table = output.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def expected_verify_jobs(cfg: dict) -> int:
+    per_instance = sum(
+        len(ks) * sum(1 for v in cfg["verifiers"] if v != "exact" or fam in ONE_PARAMETER)
+        for fam, ks in cfg["families"].items()
+    )
+    return len(cfg["datasets"]) * len(cfg["models"]) * per_instance * cfg["instances"]
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint", timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr
+
+
+def test_dry_run_lists_one_verify_job_per_instance(tmp_path):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    proc = snakemake("-n", workdir=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    counts = job_counts(proc.stdout)
+    n_models = len(cfg["datasets"]) * len(cfg["models"])
+    assert counts["verify"] == expected_verify_jobs(cfg) == 640
+    assert counts["train"] == counts["select"] == n_models
+    assert counts["data"] == counts["examples"] == len(cfg["datasets"])
+    assert counts["merge"] == counts["figures"] == 1
+
+
+def test_dry_run_leaves_out_linf_for_exact(tmp_path):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["verifiers"] = ["exact", "milp"]
+    proc = snakemake("-n", "--config", "verifiers=[exact,milp]", workdir=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert job_counts(proc.stdout)["verify"] == expected_verify_jobs(cfg) == 480
+    assert "/linf/4/exact/" not in proc.stdout and "/brightness/4/exact/" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("models=[mlp,resnet]", "'resnet' is not one of ['mlp', 'cnn3']"),
+        ("verifiers=[eran]", "'eran' is not one of ['marabou', 'crown', 'milp', 'exact']"),
+        ("datasets=[chestmnist]", "config: dataset 'chestmnist' has no entry in dataset_settings"),
+        ("dataset_settings={pneumoniamnist: {channels: 2}}", "is not one of [1, 3]"),
+        ("instances=0", "0 is less than the minimum of 1"),
+        ("epoch=3", "Additional properties are not allowed ('epoch' was unexpected)"),
+    ],
+)
+def test_bad_config_values_are_named(tmp_path, override, message):
+    proc = snakemake("-n", "--config", override, workdir=tmp_path, timeout=120)
+    assert proc.returncode != 0
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert any(message in line for line in lines), proc.stderr
+
+
+def test_end_to_end_pneumoniamnist(tmp_path):
+    """Real data, real training (2 epochs), real verifiers (exact, milp), tables, report."""
+    if not (DATA_DIR / "pneumoniamnist.npz").exists():
+        pytest.fail(f"PneumoniaMNIST not found in {DATA_DIR}: set MEDVERIFY_DATA_DIR")
+    cfg = yaml.safe_load(CI_CONFIG.read_text())
+    common = ["--configfile", CI_CONFIG, "--config", f"data_dir={DATA_DIR}"]
+    start = time.perf_counter()
+    proc = snakemake("--cores", "2", *common, workdir=tmp_path)
+    wall = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    print(f"end-to-end run: {wall:.1f} s")
+
+    records = sorted((tmp_path / "results").rglob("verify/*/*/*/*.json"))
+    assert len(records) == expected_verify_jobs(cfg) == 6
+    for path in records:
+        rec = results.read(path)
+        family, k, verifier, slot = path.relative_to(path.parents[3]).with_suffix("").parts
+        assert (rec.family, rec.magnitude_k, rec.verifier, rec.slot) == (
+            family,
+            float(k),
+            verifier,
+            int(slot),
+        )
+        assert rec.status in results.STATUSES and rec.index >= 0, rec.message
+        if verifier == "exact":  # complete on one-parameter families
+            assert rec.status in results.DECIDED, rec.message
+    instances = json.loads((tmp_path / "results/pneumoniamnist/mlp/instances.json").read_text())
+    assert len(instances["instances"]) == 2
+
+    tables = tmp_path / "results" / "tables"
+    outcomes = pd.read_csv(tables / "outcomes.csv")
+    assert len(outcomes) == 3 and outcomes["n"].sum() == 6
+    assert (tables / "confusion" / "exact__milp.csv").exists()
+    assert len(pd.read_csv(tables / "records.csv")) == 6
+    figures = tmp_path / "results" / "figures"
+    for name in ("outcomes.png", "confusion.png", "examples_pneumoniamnist.png"):
+        assert (figures / name).stat().st_size > 0
+    assert any((figures / "counterexamples").glob("*.png"))
+
+    report = tmp_path / "report.html"
+    proc = snakemake(*common, "--report", report, workdir=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert report.stat().st_size > 10_000
+
+    # Changing one verifier's options reruns that verifier's jobs only
+    proc = snakemake(
+        "-n", *common, "verifier_options={milp: {solver: highs, threads: 1}}", workdir=tmp_path
+    )
+    counts = job_counts(proc.stdout)
+    assert counts["verify"] == 4 and "train" not in counts, proc.stdout[-3000:]
+    # ... and the timeout reruns every verification job, not training
+    proc = snakemake("-n", *common, "timeout_s=25", workdir=tmp_path)
+    counts = job_counts(proc.stdout)
+    assert counts["verify"] == 6 and "train" not in counts
+
+    # A partial rerun by target file: only that job runs
+    target = "results/pneumoniamnist/mlp/verify/linf/4/milp/1.json"
+    (tmp_path / target).unlink()
+    proc = snakemake("--cores", "1", target, *common, workdir=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert job_counts(proc.stderr + proc.stdout) == {"verify": 1, "total": 1}
+    assert results.read(tmp_path / target).status in results.STATUSES
+
+
+def test_dermamnist_code_path_on_a_standin(tmp_path):
+    """Data and train rules for an RGB 7-class dataset (generated file, md5 null)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data.write_standin(data_dir / "dermamnist.npz")
+    proc = snakemake(
+        "results/dermamnist/mlp/metrics.json",
+        "--cores",
+        "2",
+        "--configfile",
+        DERMA_CONFIG,
+        "--config",
+        f"data_dir={data_dir}",
+        workdir=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((tmp_path / "results/dermamnist/data.json").read_text())
+    assert summary["channels"] == 3 and summary["num_classes"] == 7
+    assert summary["sizes"] == {"train": 7007, "val": 1003, "test": 2005}
+    metrics = json.loads((tmp_path / "results/dermamnist/mlp/metrics.json").read_text())
+    assert (metrics["in_channels"], metrics["num_classes"], metrics["epochs"]) == (3, 7, 1)
+    assert (tmp_path / "results/dermamnist/mlp/model.onnx").stat().st_size > 0

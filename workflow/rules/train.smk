@@ -1,0 +1,51 @@
+rule train:
+    """Train one model, export single-file ONNX with an onnxruntime parity check."""
+    input:
+        data=rules.data.output.summary,
+    output:
+        model="results/{dataset}/{model}/model.pt",
+        onnx="results/{dataset}/{model}/model.onnx",
+        metrics="results/{dataset}/{model}/metrics.json",
+    params:
+        data_dir=config["data_dir"],
+        channels=lookup(dpath="dataset_settings/{dataset}/channels", within=config),
+        md5=lookup(dpath="dataset_settings/{dataset}/md5", within=config),
+        epochs=dataset_setting("epochs"),
+        brightness=lookup(dpath="dataset_settings/{dataset}/brightness", within=config),
+        contrast=lookup(dpath="dataset_settings/{dataset}/contrast", within=config),
+        noise_sigma=lookup(dpath="dataset_settings/{dataset}/noise_sigma", within=config),
+        seed=config["seed"],
+    log:
+        "logs/{dataset}/{model}/train.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{model}/train.tsv"
+    conda:
+        BASE_ENV
+    threads: 2
+    resources:
+        runtime=120,
+        mem_mb=4000,
+    script:
+        "../scripts/train.py"
+
+
+rule select:
+    """The first `instances` correctly classified test images (slots 0..N-1)."""
+    input:
+        data=rules.data.output.summary,
+        onnx=rules.train.output.onnx,
+    output:
+        instances="results/{dataset}/{model}/instances.json",
+    params:
+        data_dir=config["data_dir"],
+        channels=lookup(dpath="dataset_settings/{dataset}/channels", within=config),
+        n=config["instances"],
+    log:
+        "logs/{dataset}/{model}/select.log",
+    conda:
+        BASE_ENV
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    script:
+        "../scripts/select.py"
