@@ -112,12 +112,14 @@ def find_counterexample(
     time_budget_s: float = 5.0,
     samples: int = 16,
     model=None,
+    rounds: int = 4,
+    grid: bool = True,
 ) -> np.ndarray | None:
     """Search the problem's box for parameters with a strictly negative margin.
 
     Order: the family's sample points (corners first), a dense grid for one- or
-    two-parameter families, then PGD with ``restarts`` restarts (repeated with fresh seeds
-    while time is left, up to 4 rounds). Deterministic given ``seed``. Returns the
+    two-parameter families (``grid``), then PGD with ``restarts`` restarts (repeated with
+    fresh seeds while time is left, up to ``rounds`` rounds). Deterministic given ``seed``. Returns the
     parameters (float64) with the most negative margin found, or None."""
     import torch
 
@@ -129,14 +131,14 @@ def find_counterexample(
     found, _ = _best_negative(problem, starts, net)
     if found is not None:
         return found
-    if len(lo) <= GRID_DIMS:
+    if grid and len(lo) <= GRID_DIMS:
         found, _ = _best_negative(problem, grid_points(lo, hi), net)
         if found is not None:
             return found
     if np.all(hi == lo):
         return None
     model = model if model is not None else net.to_torch(torch.float64)
-    for rnd in range(4):
+    for rnd in range(rounds):
         if time.perf_counter() > deadline:
             break
         p, _ = pgd(

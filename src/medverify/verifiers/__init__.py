@@ -6,6 +6,8 @@ Each backend module ``medverify.verifiers.<name>`` defines ``Verifier`` with::
     def __init__(self, **options): ...          # backend settings (never reads config)
     def verify(self, problem: Problem, timeout_s: float) -> Result: ...
     def tool_version(self) -> str: ...
+    @staticmethod
+    def preload() -> None: ...                    # optional: heavy imports, run before fork
 
 It maps its solver's answers to our vocabulary exactly once, imports its solver lazily
 (inside ``verify``), and never imports another backend.
@@ -20,12 +22,16 @@ from .base import Problem, Result
 
 BACKENDS = ("marabou", "crown", "milp", "exact")
 
-__all__ = ["BACKENDS", "Problem", "Result", "get"]
+__all__ = ["BACKENDS", "Problem", "Result", "backend_class", "get"]
+
+
+def backend_class(name: str):
+    """The backend's Verifier class by name (imports its module, not its solver)."""
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown verifier {name!r}: choose one of {', '.join(BACKENDS)}")
+    return importlib.import_module(f"{__name__}.{name}").Verifier
 
 
 def get(name: str, **options):
     """A backend instance by name (lazy import)."""
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown verifier {name!r}: choose one of {', '.join(BACKENDS)}")
-    module = importlib.import_module(f"{__name__}.{name}")
-    return module.Verifier(**options)
+    return backend_class(name)(**options)
