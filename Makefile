@@ -4,10 +4,19 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 CORES ?= 2
-# Local MedMNIST data directory; the workflow downloads missing files through medmnist
-# when it may (config key allow_download).
-DATA_DIR ?= $(abspath ../shared/data/medmnist)
+# Local MedMNIST data directory: ../shared/data/medmnist where it exists (the project's
+# machines, which have no network), else data/medmnist, where missing files are downloaded
+# through medmnist (config key allow_download).
+SHARED_DATA := $(abspath ../shared/data/medmnist)
+DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/pneumoniamnist.npz),$(SHARED_DATA),$(abspath data/medmnist))
 STAMP := $(VENV)/.installed
+# DermaMNIST (in the default matrix) cannot be downloaded on offline machines: with
+# OFFLINE=1 (the default when DATA_DIR is the shared folder) and no dermamnist.npz there,
+# RetinaMNIST (5-class RGB) stands in. Add other overrides with RUN_CONFIG="instances=5".
+OFFLINE ?= $(if $(filter $(SHARED_DATA),$(DATA_DIR)),1,0)
+ifeq ($(OFFLINE)$(wildcard $(DATA_DIR)/dermamnist.npz),1)
+DATASETS_OVERRIDE := datasets=[pneumoniamnist,retinamnist] allow_download=false
+endif
 export PIP_CONSTRAINT := $(abspath requirements/constraints.txt)
 
 .PHONY: venv run report test test-slow lint format clean
@@ -25,7 +34,7 @@ $(STAMP): pyproject.toml requirements/base.txt requirements/nodeps.txt requireme
 
 run: $(STAMP)
 	$(VENV)/bin/snakemake --workflow-profile profiles/default --cores $(CORES) \
-		--config data_dir=$(DATA_DIR) $(RUN_CONFIG)
+		--config data_dir=$(DATA_DIR) $(DATASETS_OVERRIDE) $(RUN_CONFIG)
 
 # HTML report of the last `make run` (same config overrides).
 report: $(STAMP)

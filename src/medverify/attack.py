@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from .verifiers.base import CEX_MARGIN
+
 GRID_DIMS = 2  # dense grid for families with at most this many parameters
 
 
@@ -27,7 +29,53 @@ def _best_negative(problem, points: np.ndarray, net=None) -> tuple[np.ndarray | 
         return None, np.inf
     vals = _margins_np(problem, points, net)
     i = int(np.argmin(vals))
-    return (points[i].copy() if vals[i] < 0 else None), float(vals[i])
+    return (points[i].copy() if vals[i] <= -CEX_MARGIN else None), float(vals[i])
+
+
+def gradient(net, x: np.ndarray, row: int) -> np.ndarray:
+    """Gradient of output ``row`` of a piecewise-linear net at x (its linear piece)."""
+    pre = net.pre_activations(x)
+    g = net.layers[-1][0][row]
+    for k in range(len(pre) - 1, -1, -1):
+        g = (g * (pre[k] > 0)) @ net.layers[k][0]
+    return g
+
+
+def sign_descent(problem, start: np.ndarray, rounds: int = 20, net=None) -> np.ndarray:
+    """Walk from ``start`` along the sign of the worst margin's gradient, staying in the
+    box; keep a step only if it lowers the minimum margin (numpy only, no torch)."""
+    net = net if net is not None else problem.margin_net()
+    lo, hi = problem.lower, problem.upper
+    best = np.clip(np.asarray(start, dtype=np.float64), lo, hi)
+    best_m = float(np.min(net.forward(best)))
+    step = 1e-2
+    for _ in range(rounds):
+        row = int(np.argmin(net.forward(best)))
+        cand = np.clip(best - step * (hi - lo) * np.sign(gradient(net, best, row)), lo, hi)
+        m = float(np.min(net.forward(cand)))
+        if m < best_m:
+            best, best_m = cand, m
+            step = min(step * 2, 0.25)
+        else:
+            step /= 4
+            if step < 1e-6:
+                break
+    return best
+
+
+def corner_search(problem, net=None, rounds: int = 20) -> np.ndarray | None:
+    """A cheap numpy falsifier: for each margin, the box corner its gradient at the centre
+    points to (FGSM), refined by ``sign_descent``. Parameters with margin <= -CEX_MARGIN,
+    or None."""
+    net = net if net is not None else problem.margin_net()
+    lo, hi = problem.lower, problem.upper
+    centre = (lo + hi) / 2
+    for row in np.argsort(net.forward(centre)):
+        g = gradient(net, centre, int(row))
+        p = sign_descent(problem, np.where(g > 0, lo, hi), rounds=rounds, net=net)
+        if float(np.min(net.forward(p))) <= -CEX_MARGIN:
+            return p
+    return None
 
 
 def grid_points(lower: np.ndarray, upper: np.ndarray, total: int = 4097) -> np.ndarray:

@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 
+from ..attack import sign_descent
 from .base import CEX_MARGIN, Problem, Result
 
 #: Marabou exit code -> our vocabulary (the one place this mapping happens)
@@ -73,39 +74,6 @@ def _captured_output(sink: list):
             size = tmp.tell()
             tmp.seek(max(0, size - 2000))
             sink.append(tmp.read().decode("utf-8", "replace"))
-
-
-def _gradient(net, x: np.ndarray, row: int) -> np.ndarray:
-    """Gradient of output ``row`` of a piecewise-linear net at x (its linear piece)."""
-    pre = net.pre_activations(x)
-    g = net.layers[-1][0][row]
-    for k in range(len(pre) - 1, -1, -1):
-        g = (g * (pre[k] > 0)) @ net.layers[k][0]
-    return g
-
-
-def _deepen(problem: Problem, params: np.ndarray, rounds: int = 20) -> np.ndarray:
-    """Marabou's sat points sit on the decision boundary (margin about -1e-7), too close
-    for a float32 replay. Walk a little further into the violating region along the
-    margin's sign-gradient, staying in the box; keep a step only if it lowers the margin."""
-    mnet = problem.margin_net()
-    lo, hi = problem.lower, problem.upper
-    best = params
-    best_m = float(np.min(mnet.forward(best)))
-    step = 1e-2
-    for _ in range(rounds):
-        row = int(np.argmin(mnet.forward(best)))
-        g = _gradient(mnet, best, row)
-        cand = np.clip(best - step * (hi - lo) * np.sign(g), lo, hi)
-        m = float(np.min(mnet.forward(cand)))
-        if m < best_m:
-            best, best_m = cand, m
-            step = min(step * 2, 0.25)
-        else:
-            step /= 4
-            if step < 1e-6:
-                break
-    return best
 
 
 class Verifier:
@@ -189,7 +157,7 @@ class Verifier:
             params = np.clip(params, problem.lower, problem.upper)
             margins = problem.margins(params)
             if np.min(margins) < 0:
-                params = _deepen(problem, params)
+                params = sign_descent(problem, params)  # off the boundary
                 margins = problem.margins(params)
             if np.min(margins) <= -CEX_MARGIN:
                 j = problem.targets[int(np.argmin(margins))]

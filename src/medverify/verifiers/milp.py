@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from .. import bounds as bounds_mod
+from ..attack import corner_search
 from .base import Problem, Result
 
 SOLVERS = ("highs", "cbc")
@@ -45,6 +46,7 @@ class Verifier:
         threads: int = 1,
         prune: bool = True,
         early_stop: bool = True,
+        falsify: bool = True,
     ):
         if solver not in SOLVERS:
             raise ValueError(f"unknown MILP solver {solver!r}: choose one of {', '.join(SOLVERS)}")
@@ -59,6 +61,7 @@ class Verifier:
         # HiGHS: stop at the first solution with margin <= -STOP_MARGIN (a counterexample
         # needs no optimum); off, the MILP always finds the worst point
         self.early_stop = bool(early_stop)
+        self.falsify = bool(falsify)  # numpy corner search first (with early_stop only)
 
     # ------------------------------------------------------------------------------
     def tool_version(self) -> str:
@@ -118,6 +121,21 @@ class Verifier:
                 message=f"{self.bounds} bounds prove every margin positive",
                 stats=stats,
             )
+        if self.falsify and self.early_stop:
+            # a numpy corner/sign-gradient search first: the MILP's first incumbent on a
+            # large L-infinity ball can take tens of seconds
+            t0 = time.perf_counter()
+            cex = corner_search(problem, net=mnet)
+            stats["falsify_s"] = round(time.perf_counter() - t0, 4)
+            if cex is not None:
+                margins = problem.margins(cex)
+                j = problem.targets[int(np.argmin(margins))]
+                return Result(
+                    "counterexample",
+                    params=cex,
+                    message=f"label {j} reaches margin {np.min(margins):.6g} (corner search)",
+                    stats=stats,
+                )
         model = _Encoding(mnet, layer_bounds, problem.lower, problem.upper)
         stats["build_s"] = round(time.perf_counter() - start, 3)
         ran_out = False
