@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 # RetinaMNIST (5-class RGB) stands in. Add other overrides with RUN_CONFIG="instances=5".
 OFFLINE ?= $(if $(filter $(SHARED_DATA),$(DATA_DIR)),1,0)
 ifeq ($(OFFLINE)$(wildcard $(DATA_DIR)/dermamnist.npz),1)
-DATASETS_OVERRIDE := datasets=[pneumoniamnist,retinamnist] allow_download=false
+DATASETS_OVERRIDE := datasets=[pneumoniamnist,retinamnist] allow_download=False
 endif
 export PIP_CONSTRAINT := $(abspath requirements/constraints.txt)
 
