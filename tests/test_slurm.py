@@ -21,7 +21,7 @@ DATA_DIR = Path(
     os.environ.get("MEDVERIFY_DATA_DIR", REPO / ".." / "shared" / "data" / "medmnist")
 ).resolve()
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm]  # in the default suite: CI runs it
 
 SLURM_CONF = """\
 ClusterName=medverify

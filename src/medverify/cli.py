@@ -34,7 +34,7 @@ def _verify(args) -> int:
 
     options = json.loads(args.options)
     if args.vnnlib:
-        from .vnnlib import verify_vnnlib
+        from .verify import verify_vnnlib
 
         record = verify_vnnlib(args.onnx, args.vnnlib, args.verifier, args.timeout, options=options)
     else:

@@ -1,0 +1,169 @@
+"""The `medverify` command and the pipeline functions the workflow rules call."""
+
+import json
+
+import numpy as np
+
+from medverify import onnx_io, vnnlib
+from medverify.cli import main
+from medverify.nets import AffineNet
+from medverify.pipeline import select_instances, verify_slot
+from medverify.results import read
+
+
+def test_select_instances_is_deterministic_and_correct(
+    trained_mlp, medmnist_dir, pneumonia, tmp_path
+):
+    _, onnx, _ = trained_mlp
+    a = select_instances(
+        "pneumoniamnist", str(medmnist_dir), str(onnx), 5, str(tmp_path / "a.json")
+    )
+    b = select_instances(
+        "pneumoniamnist", str(medmnist_dir), str(onnx), 5, str(tmp_path / "b.json")
+    )
+    assert a == b and len(a) == 5
+    assert [i["slot"] for i in a] == list(range(5))
+    indices = [i["index"] for i in a]
+    assert indices == sorted(indices)  # test-set order
+    logits = onnx_io.OrtClassifier(onnx).logits(pneumonia["test"].images[: indices[-1] + 1])
+    correct = np.flatnonzero(logits.argmax(1) == pneumonia["test"].labels[: indices[-1] + 1])
+    assert correct.tolist() == indices  # the first five correct ones, none skipped
+
+
+def test_verify_slot_writes_record_and_error_record(trained_mlp, medmnist_dir, tmp_path):
+    _, onnx, _ = trained_mlp
+    inst = tmp_path / "inst.json"
+    select_instances("pneumoniamnist", str(medmnist_dir), str(onnx), 2, str(inst))
+    rec = verify_slot(
+        "pneumoniamnist",
+        str(medmnist_dir),
+        str(onnx),
+        str(inst),
+        1,
+        "brightness",
+        4,
+        "exact",
+        20,
+        str(tmp_path / "r.json"),
+        model="mlp",
+    )
+    assert read(tmp_path / "r.json") == rec
+    assert rec.status in ("robust", "counterexample") and rec.slot == 1
+    assert rec.index == json.loads(inst.read_text())["instances"][1]["index"]
+    # a slot that does not exist still leaves an error record naming it
+    bad = verify_slot(
+        "pneumoniamnist",
+        str(medmnist_dir),
+        str(onnx),
+        str(inst),
+        7,
+        "brightness",
+        4,
+        "exact",
+        20,
+        str(tmp_path / "bad.json"),
+    )
+    assert bad.status == "error" and "slot 7" in bad.message
+    # exact refuses linf with a one-line error record
+    refused = verify_slot(
+        "pneumoniamnist",
+        str(medmnist_dir),
+        str(onnx),
+        str(inst),
+        0,
+        "linf",
+        4,
+        "exact",
+        20,
+        str(tmp_path / "linf.json"),
+    )
+    assert refused.status == "error" and "one-parameter" in refused.message
+    assert "\n" not in refused.message
+
+
+def test_cli_verify_image(trained_mlp, medmnist_dir, tmp_path, capsys):
+    _, onnx, _ = trained_mlp
+    out = tmp_path / "r.json"
+    rc = main(
+        [
+            "verify",
+            "--onnx",
+            str(onnx),
+            "--image-index",
+            "0",
+            "--dataset",
+            "pneumoniamnist",
+            "--data-dir",
+            str(medmnist_dir),
+            "--family",
+            "linf",
+            "--magnitude",
+            "64",
+            "--verifier",
+            "crown",
+            "--timeout",
+            "30",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    rec = read(out)
+    assert rec.status == "counterexample"  # an L-inf ball of 64/255 breaks any such model
+    assert len(rec.counterexample["image"]) == 784
+    assert "counterexample" in capsys.readouterr().out
+
+
+def test_cli_verify_vnnlib(tmp_path):
+    # f0 = sum(x), f1 = 1.9 over x in [0.45, 0.55]^4 (robust) and [0.4, 0.6]^4 (not)
+    net = AffineNet(
+        [(np.eye(4), np.zeros(4)), (np.array([[1.0] * 4, [0.0] * 4]), np.array([0, 1.9]))]
+    )
+    onnx_io.export_affine(net, tmp_path / "n.onnx")
+    for half, expected in ((0.05, "robust"), (0.1, "counterexample")):
+        prop = tmp_path / f"p{half}.vnnlib"
+        vnnlib.write(prop, np.full(4, 0.5 - half), np.full(4, 0.5 + half), 0, 2)
+        out = tmp_path / f"r{half}.json"
+        assert (
+            main(
+                [
+                    "verify",
+                    "--onnx",
+                    str(tmp_path / "n.onnx"),
+                    "--vnnlib",
+                    str(prop),
+                    "--verifier",
+                    "milp",
+                    "--timeout",
+                    "20",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        assert read(out).status == expected
+
+
+def test_cli_bad_value_is_one_line(tmp_path, capsys, medmnist_dir, trained_mlp):
+    _, onnx, _ = trained_mlp
+    rc = main(
+        [
+            "verify",
+            "--onnx",
+            str(onnx),
+            "--image-index",
+            "100000",
+            "--dataset",
+            "pneumoniamnist",
+            "--data-dir",
+            str(medmnist_dir),
+            "--verifier",
+            "crown",
+            "--out",
+            str(tmp_path / "x.json"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and "--image-index 100000 out of range" in err
+    assert err.count("\n") == 1
