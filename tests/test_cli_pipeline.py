@@ -115,12 +115,12 @@ def test_cli_verify_image(trained_mlp, medmnist_dir, tmp_path, capsys):
 
 
 def test_cli_verify_vnnlib(tmp_path):
-    # f0 = sum(x), f1 = 1.9 over x in [0.45, 0.55]^4 (robust) and [0.4, 0.6]^4 (not)
+    # f0 = sum(x), f1 = 1.9: robust over [0.48, 0.52]^4 (min sum 1.92), not over [0.45, 0.55]^4
     net = AffineNet(
         [(np.eye(4), np.zeros(4)), (np.array([[1.0] * 4, [0.0] * 4]), np.array([0, 1.9]))]
     )
     onnx_io.export_affine(net, tmp_path / "n.onnx")
-    for half, expected in ((0.05, "robust"), (0.1, "counterexample")):
+    for half, expected in ((0.02, "robust"), (0.05, "counterexample")):
         prop = tmp_path / f"p{half}.vnnlib"
         vnnlib.write(prop, np.full(4, 0.5 - half), np.full(4, 0.5 + half), 0, 2)
         out = tmp_path / f"r{half}.json"
