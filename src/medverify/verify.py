@@ -12,7 +12,7 @@ import numpy as np
 from . import onnx_io, perturbations
 from .results import Record
 from .runner import run_isolated
-from .verifiers import Problem, Result, backend_class, get
+from .verifiers import Problem, Result, get
 from .verifiers.base import CEX_MARGIN
 
 GRACE_S = 1.0
@@ -87,9 +87,6 @@ def run_verifier(
     options = options or {}
     start = time.perf_counter()
     if isolate:
-        preload = getattr(backend_class(verifier), "preload", None)
-        if preload is not None:
-            preload()
         out = run_isolated(
             _run_backend,
             verifier,

@@ -6,8 +6,6 @@ Each backend module ``medverify.verifiers.<name>`` defines ``Verifier`` with::
     def __init__(self, **options): ...          # backend settings (never reads config)
     def verify(self, problem: Problem, timeout_s: float) -> Result: ...
     def tool_version(self) -> str: ...
-    @staticmethod
-    def preload() -> None: ...                    # optional: heavy imports, run before fork
 
 It maps its solver's answers to our vocabulary exactly once, imports its solver lazily
 (inside ``verify``), and never imports another backend.
