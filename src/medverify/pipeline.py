@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -13,6 +14,20 @@ from . import data, onnx_io, results
 from .errors import DataError
 
 log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+@contextmanager
+def rule_log(path: str, rule: str):
+    """For a rule's script: log to its log file; an exception is logged with its
+    traceback and re-raised, so the job fails with the reason in its log."""
+    logging.basicConfig(filename=path, filemode="w", level=logging.INFO, format=LOG_FORMAT)
+    try:
+        yield
+    except Exception:
+        log.exception("rule %s failed", rule)
+        raise
 
 
 def check_data(

@@ -138,6 +138,14 @@ def _show(ax, image: np.ndarray, title: str = "", cmap="gray", vmin=0.0, vmax=1.
     ax.axis("off")
 
 
+def _label(value) -> str:
+    """A class label as an integer (tidy tables hold labels as floats beside NaN)."""
+    try:
+        return str(int(value))
+    except (TypeError, ValueError):
+        return "?"
+
+
 def perturbed_example(image: np.ndarray, family: str, k: float, seed: int = 0) -> np.ndarray:
     """A representative member of the set: linf uses the sign pattern of seeded noise
     (x + eps*sign(noise), clipped) as a worst-case-like corner; brightness and contrast
@@ -180,7 +188,7 @@ def counterexample(original: np.ndarray, perturbed: np.ndarray, record: Mapping)
     _show(
         axes[1],
         perturbed,
-        f"counterexample (pred {record.get('predicted_label_at_counterexample')})",
+        f"counterexample (pred {_label(record.get('predicted_label_at_counterexample'))})",
     )
     im = axes[2].imshow(diff2d, cmap="RdBu_r", vmin=-lim, vmax=lim)
     axes[2].set_title(f"difference (max {lim * 255:.2f}/255)", fontsize=8)

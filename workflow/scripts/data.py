@@ -1,17 +1,10 @@
 """Rule data: check (or download) the dataset file -> pipeline.check_data."""
 
-import logging
+from medverify.pipeline import rule_log
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    filemode="w",
-    level=logging.INFO,
-    format="%(asctime)s %(name)s %(levelname)s %(message)s",
-)
+with rule_log(snakemake.log[0], "data"):
+    from medverify import pipeline
 
-from medverify import pipeline  # noqa: E402
-
-try:
     pipeline.check_data(
         snakemake.wildcards.dataset,
         snakemake.params.data_dir,
@@ -20,6 +13,3 @@ try:
         allow_download=snakemake.config["allow_download"],  # not a param: no rerun on change
         md5=snakemake.params.md5,
     )
-except Exception:
-    logging.exception("rule data failed")
-    raise

@@ -1,17 +1,10 @@
 """Rule examples: one dataset image under every family and magnitude -> aggregate.examples."""
 
-import logging
+from medverify.pipeline import rule_log
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    filemode="w",
-    level=logging.INFO,
-    format="%(asctime)s %(name)s %(levelname)s %(message)s",
-)
+with rule_log(snakemake.log[0], "examples"):
+    from medverify import aggregate
 
-from medverify import aggregate  # noqa: E402
-
-try:
     aggregate.examples(
         snakemake.wildcards.dataset,
         snakemake.params.data_dir,
@@ -20,6 +13,3 @@ try:
         snakemake.output.figure,
         seed=snakemake.params.seed,
     )
-except Exception:
-    logging.exception("rule examples failed")
-    raise

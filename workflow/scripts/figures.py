@@ -1,17 +1,10 @@
 """Rule figures: outcome bars, confusion heatmaps, counterexamples -> aggregate.figures."""
 
-import logging
+from medverify.pipeline import rule_log
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    filemode="w",
-    level=logging.INFO,
-    format="%(asctime)s %(name)s %(levelname)s %(message)s",
-)
+with rule_log(snakemake.log[0], "figures"):
+    from medverify import aggregate
 
-from medverify import aggregate  # noqa: E402
-
-try:
     aggregate.figures(
         list(snakemake.input.records),
         list(snakemake.params.verifiers),
@@ -21,6 +14,3 @@ try:
         snakemake.output.confusion,
         snakemake.output.counterexamples,
     )
-except Exception:
-    logging.exception("rule figures failed")
-    raise

@@ -1,17 +1,10 @@
 """Rule merge: records -> tables, contradiction check -> aggregate.merge."""
 
-import logging
+from medverify.pipeline import rule_log
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    filemode="w",
-    level=logging.INFO,
-    format="%(asctime)s %(name)s %(levelname)s %(message)s",
-)
+with rule_log(snakemake.log[0], "merge"):
+    from medverify import aggregate
 
-from medverify import aggregate  # noqa: E402
-
-try:
     aggregate.merge(
         list(snakemake.input.records),
         list(snakemake.params.verifiers),
@@ -20,6 +13,3 @@ try:
         snakemake.output.agreement,
         list(snakemake.output.confusion),
     )
-except Exception:
-    logging.exception("rule merge failed")
-    raise

@@ -1,17 +1,10 @@
 """Rule select: the first n correctly classified test images -> pipeline.select_instances."""
 
-import logging
+from medverify.pipeline import rule_log
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    filemode="w",
-    level=logging.INFO,
-    format="%(asctime)s %(name)s %(levelname)s %(message)s",
-)
+with rule_log(snakemake.log[0], "select"):
+    from medverify import pipeline
 
-from medverify import pipeline  # noqa: E402
-
-try:
     pipeline.select_instances(
         snakemake.wildcards.dataset,
         snakemake.params.data_dir,
@@ -21,6 +14,3 @@ try:
         channels=snakemake.params.channels,
         md5=None,  # checked by rule data
     )
-except Exception:
-    logging.exception("rule select failed")
-    raise

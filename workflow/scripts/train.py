@@ -1,17 +1,10 @@
 """Rule train: train, export ONNX, write metrics -> pipeline.train_and_export."""
 
-import logging
+from medverify.pipeline import rule_log
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    filemode="w",
-    level=logging.INFO,
-    format="%(asctime)s %(name)s %(levelname)s %(message)s",
-)
+with rule_log(snakemake.log[0], "train"):
+    from medverify import pipeline
 
-from medverify import pipeline  # noqa: E402
-
-try:
     pipeline.train_and_export(
         snakemake.wildcards.dataset,
         snakemake.params.data_dir,
@@ -28,6 +21,3 @@ try:
         noise_sigma=snakemake.params.noise_sigma,
         threads=snakemake.threads,
     )
-except Exception:
-    logging.exception("rule train failed")
-    raise

@@ -3,16 +3,11 @@
 
 import logging
 
-logging.basicConfig(
-    filename=snakemake.log[0],
-    filemode="w",
-    level=logging.INFO,
-    format="%(asctime)s %(name)s %(levelname)s %(message)s",
-)
+from medverify.pipeline import rule_log
 
-from medverify import pipeline  # noqa: E402
+with rule_log(snakemake.log[0], "verify"):
+    from medverify import pipeline
 
-try:
     record = pipeline.verify_slot(
         snakemake.wildcards.dataset,
         snakemake.params.data_dir,
@@ -29,6 +24,3 @@ try:
         options=dict(snakemake.params.options),
     )
     logging.info("%s: %s", record.status, record.message)
-except Exception:
-    logging.exception("rule verify failed")
-    raise
