@@ -4,7 +4,7 @@ Shared by the backends (not a backend itself): it looks for parameters p in the 
 [lower, upper] that drive ``min_j (f_label(p) - f_j(p))`` below zero. The family's own
 sample points (box corners first) and, for one or two parameters, a dense grid are tried
 before PGD with restarts. Every candidate is confirmed in float64 on the canonical net
-(``problem.margins``); only a strictly negative margin counts.
+(``problem.margins``); only a margin <= -CEX_MARGIN counts (see verifiers.base).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def find_counterexample(
     rounds: int = 4,
     grid: bool = True,
 ) -> np.ndarray | None:
-    """Search the problem's box for parameters with a strictly negative margin.
+    """Search the problem's box for parameters with margin <= -CEX_MARGIN.
 
     Order: the family's sample points (corners first), a dense grid for one- or
     two-parameter families (``grid``), then PGD with ``restarts`` restarts (repeated with

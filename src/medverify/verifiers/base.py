@@ -48,10 +48,6 @@ class Problem:
     def margins(self, params: np.ndarray) -> np.ndarray:
         return self.margin_net().forward(params)
 
-    def is_violation(self, params: np.ndarray) -> bool:
-        """Does p violate the property clearly (margin <= -CEX_MARGIN, float64)?"""
-        return bool(np.min(self.margins(params)) <= -CEX_MARGIN)
-
     def write_onnx(self, directory: str | None = None) -> str:
         """The composed network (parameters -> logits) as an ONNX file for tools that
         read one; caller may delete it."""

@@ -29,7 +29,7 @@ Pipeline (each stage stops as soon as it decides):
 
    Soundness: ``robust`` only when every leaf domain has a lower bound above
    ``PROVE_TOL``, is infeasible (some l > u), or its LP optimum is above ``PROVE_TOL``.
-   A counterexample is any point of the box with a strictly negative float64 margin on
+   A counterexample is any point of the box with float64 margin <= -CEX_MARGIN on
    ``problem.net``; candidates are the minimisers of the linear bounds and sub-box
    midpoints.
 """
