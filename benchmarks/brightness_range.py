@@ -32,7 +32,9 @@ def main(argv=None) -> int:
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--instances", type=int, default=20)
     args = ap.parse_args(argv)
-    test = data.load(args.dataset, args.data_dir, channels=args.channels, md5=None)["test"]
+    test = data.load(
+        args.dataset, args.data_dir, channels=args.channels, md5=None, splits=("test",)
+    )["test"]
     for model in args.models:
         base = Path(args.models_dir) / args.dataset / model
         net = onnx_io.load_affine(base / "model.onnx")

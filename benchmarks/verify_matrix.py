@@ -48,7 +48,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="verify_matrix.csv")
     args = ap.parse_args(argv)
 
-    test = data.load(args.dataset, args.data_dir, channels=args.channels, md5=None)["test"]
+    test = data.load(
+        args.dataset, args.data_dir, channels=args.channels, md5=None, splits=("test",)
+    )["test"]
     rows = []
     for model in args.models:
         onnx = Path(args.models_dir) / args.dataset / model / "model.onnx"

@@ -279,5 +279,7 @@ def examples(
     """Example images of one dataset: the original and each family at each magnitude."""
     from . import data, plots
 
-    image = data.load(dataset, data_dir, channels=channels, md5=None)["test"].images[index]
+    image = data.load(dataset, data_dir, channels=channels, md5=None, splits=("test",))[
+        "test"
+    ].images[index]
     plots.save(plots.example_images(image, families, seed=seed, title=dataset), out_path)

@@ -40,7 +40,9 @@ def _verify(args) -> int:
     else:
         if not args.dataset:
             raise MedverifyError("--dataset is required with --image-index")
-        test = data.load(args.dataset, args.data_dir, channels=args.channels)["test"]
+        test = data.load(args.dataset, args.data_dir, channels=args.channels, splits=("test",))[
+            "test"
+        ]
         if not 0 <= args.image_index < len(test.labels):
             raise MedverifyError(
                 f"--image-index {args.image_index} out of range: {args.dataset} test has "

@@ -141,15 +141,17 @@ def load(
     channels: int = 1,
     download: bool = False,
     md5: str | None = "auto",
+    splits: tuple[str, ...] = SPLITS,
 ) -> dict[str, Split]:
-    """All three splits of a MedMNIST-layout dataset."""
+    """The requested splits (default all three) of a MedMNIST-layout dataset; only those
+    are read and converted."""
     if channels not in (1, 3):
         raise ConfigError(f"channels must be 1 (luminance) or 3 (RGB), got {channels!r}")
     path = ensure_file(name, root, download=download, md5=md5)
     try:
         npz = np.load(path)
         out = {}
-        for split in SPLITS:
+        for split in splits:
             imgs = npz[f"{split}_images"]
             labels = np.asarray(npz[f"{split}_labels"]).reshape(len(imgs), -1)[:, 0]
             out[split] = Split(to_float(imgs, channels), labels.astype(np.int64))

@@ -119,7 +119,7 @@ def select_instances(
     md5: str | None = "auto",
 ) -> list[dict]:
     """The first ``n`` correctly classified test images in test-set order (onnxruntime)."""
-    test = data.load(dataset, data_dir, channels=channels, md5=md5)["test"]
+    test = data.load(dataset, data_dir, channels=channels, md5=md5, splits=("test",))["test"]
     ort = onnx_io.OrtClassifier(onnx_path)
     chosen = []
     for idx in range(len(test.labels)):
@@ -180,7 +180,7 @@ def verify_slot(
 
     try:
         inst = load_instance(instances_path, slot)
-        test = data.load(dataset, data_dir, channels=channels, md5=md5)["test"]
+        test = data.load(dataset, data_dir, channels=channels, md5=md5, splits=("test",))["test"]
         image = test.images[inst["index"]]
         record = verify_image(
             onnx_path,
