@@ -23,6 +23,7 @@ import pandas as pd
 
 from medverify import data
 from medverify.pipeline import select_instances
+from medverify.results import Question
 from medverify.verify import verify_image
 
 
@@ -69,19 +70,18 @@ def main(argv=None) -> int:
                     continue
                 for it in inst:
                     t0 = time.perf_counter()
-                    rec = verify_image(
-                        onnx,
-                        test.images[it["index"]],
-                        it["label"],
-                        family,
-                        k,
-                        verifier,
-                        args.timeout,
+                    question = Question(
                         dataset=args.dataset,
                         model=model,
                         index=it["index"],
+                        true_label=it["label"],
+                        family=family,
+                        magnitude_k=k,
+                        verifier=verifier,
+                        timeout_s=args.timeout,
                         slot=it["slot"],
                     )
+                    rec = verify_image(onnx, test.images[it["index"]], question)
                     rows.append(
                         {
                             "model": model,

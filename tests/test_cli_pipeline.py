@@ -8,7 +8,7 @@ from medverify import onnx_io, vnnlib
 from medverify.cli import main
 from medverify.nets import AffineNet
 from medverify.pipeline import select_instances, verify_slot
-from medverify.results import read
+from medverify.results import Question, read
 
 
 def test_select_instances_is_deterministic_and_correct(
@@ -30,51 +30,39 @@ def test_select_instances_is_deterministic_and_correct(
     assert correct.tolist() == indices  # the first five correct ones, none skipped
 
 
+def _question(slot, family, model=""):
+    return Question("pneumoniamnist", model, -1, -1, family, 4, "exact", timeout_s=20, slot=slot)
+
+
 def test_verify_slot_writes_record_and_error_record(trained_mlp, medmnist_dir, tmp_path):
     _, onnx, _ = trained_mlp
     inst = tmp_path / "inst.json"
     select_instances("pneumoniamnist", str(medmnist_dir), str(onnx), 2, str(inst))
     rec = verify_slot(
-        "pneumoniamnist",
+        _question(1, "brightness", model="mlp"),
         str(medmnist_dir),
         str(onnx),
         str(inst),
-        1,
-        "brightness",
-        4,
-        "exact",
-        20,
         str(tmp_path / "r.json"),
-        model="mlp",
     )
     assert read(tmp_path / "r.json") == rec
     assert rec.status in ("robust", "counterexample") and rec.slot == 1
     assert rec.index == json.loads(inst.read_text())["instances"][1]["index"]
     # a slot that does not exist still leaves an error record naming it
     bad = verify_slot(
-        "pneumoniamnist",
+        _question(7, "brightness", model=""),
         str(medmnist_dir),
         str(onnx),
         str(inst),
-        7,
-        "brightness",
-        4,
-        "exact",
-        20,
         str(tmp_path / "bad.json"),
     )
     assert bad.status == "error" and "slot 7" in bad.message
     # exact refuses linf with a one-line error record
     refused = verify_slot(
-        "pneumoniamnist",
+        _question(0, "linf", model=""),
         str(medmnist_dir),
         str(onnx),
         str(inst),
-        0,
-        "linf",
-        4,
-        "exact",
-        20,
         str(tmp_path / "linf.json"),
     )
     assert refused.status == "error" and "one-parameter" in refused.message

@@ -91,7 +91,7 @@ def test_cross_backend_soundness_200_random_instances(onnx_dir):
         verdicts = {}
         for verifier in applicable(family):
             got = run_verifier(problem, verifier, 20.0, ort)
-            assert "flagged" not in got["message"], (case, verifier, got["message"])
+            assert not got.get("flags"), (case, verifier, got["message"])
             assert got["status"] != "error", (case, verifier, got["message"])
             verdicts[verifier] = got["status"]
         statuses = set(verdicts.values())

@@ -6,7 +6,7 @@ import pytest
 
 from medverify import onnx_io
 from medverify.nets import AffineNet
-from medverify.results import Record, read, write
+from medverify.results import Question, Record, read, write
 from medverify.verifiers import Result
 from medverify.verify import build_problem, finalize
 
@@ -36,7 +36,7 @@ def test_non_violating_counterexample_is_downgraded(setup):
     net, image, ort = setup
     problem = build_problem(net, image, 0, "brightness", 16)
     got = finalize(problem, Result("counterexample", params=np.array([0.01])), ort, "t", 0.1)
-    assert got["status"] == "unknown" and "flagged" in got["message"]
+    assert got["status"] == "unknown" and got["flags"] == ["replay-failed"]
     assert got["counterexample"] is None
 
 
@@ -45,6 +45,27 @@ def test_counterexample_outside_the_set_is_downgraded(setup):
     problem = build_problem(net, image, 0, "brightness", 4)  # beta in [-4/255, 4/255]
     got = finalize(problem, Result("counterexample", params=np.array([-0.05])), ort, "t", 0.1)
     assert got["status"] == "unknown" and "outside the brightness set" in got["message"]
+    assert got["flags"] == ["outside-set"]
+
+
+def test_borderline_counterexample_is_flagged(setup):
+    net, image, ort = setup
+    problem = build_problem(net, image, 0, "brightness", 16)
+    # margin sum(x) - 1.9 = 4 (0.5 + beta) - 1.9 = -4e-6 at beta = -0.025 - 1e-6
+    got = finalize(problem, Result("counterexample", params=np.array([-0.025 - 1e-6])), ort, "t", 0)
+    assert got["status"] == "unknown" and got["flags"] == ["borderline"]
+
+
+def test_record_build_takes_instance_fields_from_the_question(tmp_path):
+    q = Question("d", "mlp", 3, 1, "linf", 4.0, "milp", strategy="guided", timeout_s=9.0, slot=2)
+    rec = Record.build(q, "robust", margin_lower_bound=0.5)
+    assert rec.question == q and rec.strategy == "guided" and rec.flags == []
+    with pytest.raises(TypeError, match="belong to the question"):
+        Record.build(q, "robust", index=4)
+    with pytest.raises(ValueError, match="unknown flag 'odd'"):
+        Record.build(q, "unknown", flags=["odd"])
+    write(rec, tmp_path / "r.json")
+    assert read(tmp_path / "r.json") == rec
 
 
 def test_linf_counterexample_replays_as_image(setup):

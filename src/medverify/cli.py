@@ -30,6 +30,7 @@ def _add_verify(sub):
 
 def _verify(args) -> int:
     from . import data, results
+    from .results import Question
     from .verify import verify_image
 
     options = json.loads(args.options)
@@ -49,19 +50,17 @@ def _verify(args) -> int:
                 f"{len(test.labels)} images"
             )
         image = test.images[args.image_index]
-        record = verify_image(
-            args.onnx,
-            image,
-            int(test.labels[args.image_index]),
-            args.family,
-            args.magnitude,
-            args.verifier,
-            args.timeout,
+        question = Question(
             dataset=args.dataset,
             model=args.onnx,
             index=args.image_index,
-            options=options,
+            true_label=int(test.labels[args.image_index]),
+            family=args.family,
+            magnitude_k=args.magnitude,
+            verifier=args.verifier,
+            timeout_s=args.timeout,
         )
+        record = verify_image(args.onnx, image, question, options=options)
     results.write(record, args.out)
     print(
         f"{record.status}  ({record.verifier}, {record.family} k={record.magnitude_k:g}, "

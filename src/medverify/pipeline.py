@@ -158,57 +158,29 @@ def load_instance(instances_path: str, slot: int) -> dict:
 
 
 def verify_slot(
-    dataset: str,
+    question: results.Question,
     data_dir: str,
     onnx_path: str,
     instances_path: str,
-    slot: int,
-    family: str,
-    magnitude_k: float,
-    verifier: str,
-    timeout_s: float,
     out_path: str,
     *,
-    model: str = "",
     channels: int = 1,
     md5: str | None = None,
     options: dict | None = None,
 ) -> results.Record:
-    """Verify the ``slot``-th selected instance and write its record (always: a failure
-    becomes an ``error`` record). md5 defaults to None here: the data rule checked it."""
-    from .verify import verify_image
+    """Verify the ``question.slot``-th selected instance and write its record (always: a
+    failure becomes an ``error`` record). ``question.index`` and ``true_label`` are filled
+    in from the instances file. md5 defaults to None here: the data rule checked it."""
+    from .verify import error_verdict, verify_image
 
     try:
-        inst = load_instance(instances_path, slot)
-        test = data.load(dataset, data_dir, channels=channels, md5=md5, splits=("test",))["test"]
-        image = test.images[inst["index"]]
-        record = verify_image(
-            onnx_path,
-            image,
-            inst["label"],
-            family,
-            magnitude_k,
-            verifier,
-            timeout_s,
-            dataset=dataset,
-            model=model,
-            index=inst["index"],
-            slot=slot,
-            options=options,
-        )
+        inst = load_instance(instances_path, question.slot)
+        question = question.replace(index=int(inst["index"]), true_label=int(inst["label"]))
+        test = data.load(question.dataset, data_dir, channels=channels, md5=md5, splits=("test",))[
+            "test"
+        ]
+        record = verify_image(onnx_path, test.images[inst["index"]], question, options=options)
     except Exception as exc:  # noqa: BLE001 - the DAG moves on with an error record
-        record = results.Record(
-            dataset=dataset,
-            model=model,
-            index=-1,
-            true_label=-1,
-            family=family,
-            magnitude_k=float(magnitude_k),
-            verifier=verifier,
-            status="error",
-            timeout_s=float(timeout_s),
-            slot=slot,
-            message=f"{type(exc).__name__}: {exc}",
-        )
+        record = results.Record.build(question, **error_verdict(exc))
     results.write(record, out_path)
     return record

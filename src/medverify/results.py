@@ -1,17 +1,51 @@
 """The verification record: one per job, JSON, written atomically. The only module that
-knows the on-disk format."""
+knows the on-disk format, and the only place that builds a record (``Record.build``).
+
+A job answers one :class:`Question` (which instance, which perturbation, which verifier
+and strategy, under which timeout); the record is that question's fields plus the
+verdict fields (status, counterexample, bounds, flags, times)."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("robust", "counterexample", "unknown", "timeout", "error")
 DECIDED = ("robust", "counterexample")
+#: Named states of a downgraded counterexample (the record's ``flags``):
+#: borderline   - float64 margin in (-CEX_MARGIN, 0]: too close to the boundary to replay
+#: replay-failed - onnxruntime on the original classifier keeps the true label ahead, or the
+#:                 backend claimed a counterexample without parameters / with margin > 0
+#: outside-set  - the point lies outside the perturbation set (tolerance 1e-6)
+FLAGS = ("borderline", "replay-failed", "outside-set")
+
+
+@dataclass(frozen=True)
+class Question:
+    """What one verification job answers. Records take their instance fields from it."""
+
+    dataset: str
+    model: str
+    index: int  # test-set position of the image (-1: none, e.g. a VNNLIB property)
+    true_label: int
+    family: str
+    magnitude_k: float
+    verifier: str
+    strategy: str = "joint"
+    timeout_s: float = 0.0
+    model_sha256: str = ""
+    slot: int | None = None
+
+    def replace(self, **changes) -> Question:
+        return replace(self, **changes)
+
+
+#: Record fields that come from the Question (the rest are verdict fields).
+QUESTION_FIELDS = tuple(f.name for f in fields(Question))
 
 
 @dataclass
@@ -29,7 +63,10 @@ class Record:
     counterexample: dict | None = None  # {"image": [...], plus family params e.g. "beta"}
     predicted_label_at_counterexample: int | None = None
     margin_lower_bound: float | None = None
-    labels_checked: list[int] | None = None
+    # guided strategy: [{"label", "status", "seconds", "bound"}] in the order checked
+    # (status "pruned" for labels whose upper bound is below 0)
+    labels_checked: list[dict] | None = None
+    flags: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0  # whole job, including set-up and replay
     verifier_time_s: float = 0.0  # inside the backend
     timeout_s: float = 0.0
@@ -42,6 +79,21 @@ class Record:
     def __post_init__(self):
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}: one of {', '.join(STATUSES)}")
+        bad = [f for f in self.flags if f not in FLAGS]
+        if bad:
+            raise ValueError(f"unknown flag {bad[0]!r}: one of {', '.join(FLAGS)}")
+
+    @classmethod
+    def build(cls, question: Question, status: str, **verdict) -> Record:
+        """The one record builder: the question's fields plus the verdict fields."""
+        clash = set(verdict) & set(QUESTION_FIELDS)
+        if clash:
+            raise TypeError(f"verdict fields {sorted(clash)} belong to the question")
+        return cls(status=status, **asdict(question), **verdict)
+
+    @property
+    def question(self) -> Question:
+        return Question(**{name: getattr(self, name) for name in QUESTION_FIELDS})
 
     def to_dict(self) -> dict:
         return asdict(self)

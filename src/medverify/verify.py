@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import onnx_io, perturbations
-from .results import Record
+from .results import Question, Record
 from .runner import run_isolated
 from .verifiers import Problem, Result, get
 from .verifiers.base import CEX_MARGIN
@@ -24,6 +24,7 @@ class Replay:
     predicted_label: int | None
     image: np.ndarray
     message: str = ""
+    flag: str = "replay-failed"  # results.FLAGS entry when not ok
 
 
 def build_problem(
@@ -51,7 +52,13 @@ def replay(problem: Problem, params, ort: onnx_io.OrtClassifier) -> Replay:
     params = np.asarray(params, dtype=np.float64).reshape(-1)
     image = fam.apply(params)
     if not fam.contains(image, params):
-        return Replay(False, None, image, f"counterexample parameters outside the {fam.name} set")
+        return Replay(
+            False,
+            None,
+            image,
+            f"counterexample parameters outside the {fam.name} set",
+            flag="outside-set",
+        )
     logits = ort.logits(image.astype(np.float32))[0]
     pred = int(np.argmax(logits))
     worst = max(problem.targets, key=lambda j: logits[j])
@@ -97,10 +104,10 @@ def run_verifier(
             grace_s=GRACE_S,
         )
         if out.kind == "timeout":
-            return _fields("timeout", message=out.message, verifier_time_s=out.seconds)
+            return verdict("timeout", message=out.message, verifier_time_s=out.seconds)
         if out.kind != "ok":
             first, _, rest = out.message.strip().partition("\n")
-            return _fields(
+            return verdict(
                 "error",
                 message=first,
                 verifier_time_s=out.seconds,
@@ -114,21 +121,23 @@ def run_verifier(
 
 
 def finalize(problem: Problem, result: Result, ort, version: str, seconds: float) -> dict:
-    """Map a backend Result to record fields, replaying counterexamples."""
-    status, message = result.status, result.message
+    """Map a backend Result to verdict fields, replaying counterexamples. A claimed
+    counterexample that does not hold up becomes ``unknown`` with a named flag."""
+    status, message, flags = result.status, result.message, []
     cex, pred = None, None
     if status == "counterexample":
         margin = None if result.params is None else float(np.min(problem.margins(result.params)))
         if result.params is None:
-            status, message = "unknown", f"flagged: counterexample without parameters. {message}"
+            status, flags = "unknown", ["replay-failed"]
+            message = f"flagged: counterexample without parameters. {message}"
         elif margin > 0:
-            status = "unknown"
+            status, flags = "unknown", ["replay-failed"]
             message = (
                 f"flagged: claimed counterexample has float64 margin {margin:.3g} > 0 "
                 f"on the composed network. {message}"
             )
         elif margin > -CEX_MARGIN:
-            status = "unknown"
+            status, flags = "unknown", ["borderline"]
             message = (
                 f"borderline: the point found has float64 margin {margin:.3g} > "
                 f"-{CEX_MARGIN:g}, too close to the boundary to replay. {message}"
@@ -140,85 +149,59 @@ def finalize(problem: Problem, result: Result, ort, version: str, seconds: float
                 cex.update(problem.family.describe(result.params))
                 pred = rep.predicted_label
             else:
-                status, message = "unknown", f"flagged: {rep.message}. {message}".strip()
-    return _fields(
+                status, flags = "unknown", [rep.flag]
+                message = f"flagged: {rep.message}. {message}".strip()
+    return verdict(
         status,
         counterexample=cex,
         predicted_label_at_counterexample=pred,
         margin_lower_bound=result.margin_lower_bound,
         message=message,
+        flags=flags,
         verifier_time_s=seconds,
         tool_version=version,
         extra={k: v for k, v in result.stats.items() if k != "verifier_time_s"},
     )
 
 
-def _fields(status, **kw) -> dict:
-    d = {
-        "status": status,
-        "counterexample": None,
-        "predicted_label_at_counterexample": None,
-        "margin_lower_bound": None,
-        "message": "",
-        "verifier_time_s": 0.0,
-        "tool_version": "",
-        "extra": {},
-    }
-    d.update(kw)
-    return d
+def verdict(status, **kw) -> dict:
+    """Verdict fields of a record (the question's fields come from the Question)."""
+    return {"status": status, **kw}
+
+
+def error_verdict(exc: BaseException) -> dict:
+    return verdict("error", message=f"{type(exc).__name__}: {exc}")
 
 
 def verify_image(
     onnx_path,
     image: np.ndarray,
-    label: int,
-    family: str,
-    magnitude_k: float,
-    verifier: str,
-    timeout_s: float,
+    question: Question,
     *,
-    dataset: str = "",
-    model: str = "",
-    index: int = -1,
-    slot: int | None = None,
     options: dict | None = None,
     targets=None,
-    strategy: str = "joint",
 ) -> Record:
-    """The whole job for one (model, image, family, magnitude, verifier)."""
+    """The whole job for one question about one image: load the classifier, build the
+    problem, run the backend isolated, replay, and return the record (never raises: a
+    failure becomes an ``error`` record)."""
     start = time.perf_counter()
+    question = question.replace(model_sha256=question.model_sha256 or onnx_io.sha256(onnx_path))
     try:
         classifier = onnx_io.load_affine(onnx_path)
         problem = build_problem(
             classifier,
             image,
-            label,
-            family,
-            magnitude_k,
+            question.true_label,
+            question.family,
+            question.magnitude_k,
             targets,
-            name=f"{model}_{index}_{family}_{magnitude_k}",
+            name=f"{question.model}_{question.index}_{question.family}_{question.magnitude_k}",
         )
         ort = onnx_io.OrtClassifier(onnx_path)
-        fields = run_verifier(problem, verifier, timeout_s, ort, options)
-        if targets is not None:
-            fields["labels_checked"] = list(problem.targets)
+        fields = run_verifier(problem, question.verifier, question.timeout_s, ort, options)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error record
-        fields = _fields("error", message=f"{type(exc).__name__}: {exc}")
-    return Record(
-        dataset=dataset,
-        model=model,
-        index=int(index),
-        true_label=int(label),
-        family=family,
-        magnitude_k=float(magnitude_k),
-        verifier=verifier,
-        strategy=strategy,
-        model_sha256=onnx_io.sha256(onnx_path),
-        timeout_s=float(timeout_s),
-        slot=slot,
-        wall_time_s=round(time.perf_counter() - start, 4),
-        **fields,
-    )
+        fields = error_verdict(exc)
+    return Record.build(question, wall_time_s=round(time.perf_counter() - start, 4), **fields)
 
 
 def verify_vnnlib(
@@ -229,9 +212,20 @@ def verify_vnnlib(
     from . import vnnlib
 
     start = time.perf_counter()
-    label, fields = -1, None
+    question = Question(
+        dataset="",
+        model=str(onnx_path),
+        index=-1,
+        true_label=-1,
+        family="box",
+        magnitude_k=0.0,
+        verifier=verifier,
+        timeout_s=float(timeout_s),
+    )
     try:
+        question = question.replace(model_sha256=onnx_io.sha256(onnx_path))
         lower, upper, label, targets = vnnlib.to_problem_spec(vnnlib.read(vnnlib_path))
+        question = question.replace(true_label=int(label))
         classifier = onnx_io.load_affine(onnx_path)
         fam = perturbations.Box(lower, upper)
         problem = Problem(
@@ -241,17 +235,5 @@ def verify_vnnlib(
             problem, verifier, timeout_s, onnx_io.OrtClassifier(onnx_path), options
         )
     except Exception as exc:  # noqa: BLE001
-        fields = _fields("error", message=f"{type(exc).__name__}: {exc}")
-    return Record(
-        dataset="",
-        model=str(onnx_path),
-        index=-1,
-        true_label=int(label),
-        family="box",
-        magnitude_k=0.0,
-        verifier=verifier,
-        model_sha256=onnx_io.sha256(onnx_path),
-        timeout_s=float(timeout_s),
-        wall_time_s=round(time.perf_counter() - start, 4),
-        **fields,
-    )
+        fields = error_verdict(exc)
+    return Record.build(question, wall_time_s=round(time.perf_counter() - start, 4), **fields)

@@ -7,19 +7,26 @@ from medverify.pipeline import rule_log
 
 with rule_log(snakemake.log[0], "verify"):
     from medverify import pipeline
+    from medverify.results import Question
 
+    w = snakemake.wildcards
+    question = Question(
+        dataset=w.dataset,
+        model=w.model,
+        index=-1,  # filled in from the instances file
+        true_label=-1,
+        family=w.family,
+        magnitude_k=int(w.k),
+        verifier=w.verifier,
+        timeout_s=float(snakemake.params.timeout_s),
+        slot=int(w.slot),
+    )
     record = pipeline.verify_slot(
-        snakemake.wildcards.dataset,
+        question,
         snakemake.params.data_dir,
         snakemake.input.onnx,
         snakemake.input.instances,
-        int(snakemake.wildcards.slot),
-        snakemake.wildcards.family,
-        int(snakemake.wildcards.k),
-        snakemake.wildcards.verifier,
-        snakemake.params.timeout_s,
         snakemake.output.record,
-        model=snakemake.wildcards.model,
         channels=snakemake.params.channels,
         options=dict(snakemake.params.options),
     )
