@@ -65,3 +65,12 @@ def test_save_load_roundtrip(tmp_path):
     x = torch.rand(2, 1, 28, 28)
     assert meta["num_classes"] == 3
     np.testing.assert_array_equal(m(x).detach().numpy(), m2(x).detach().numpy())
+
+
+def test_sized_mlp_names():
+    m = models.build("mlp256x4", 1, 10)
+    widths = [layer.out_features for layer in m if isinstance(layer, torch.nn.Linear)]
+    assert widths == [256, 256, 256, 256, 10]
+    assert [layer.out_features for layer in models.build("mlp", 1, 2)[1::2]] == [128, 128, 2]
+    with pytest.raises(ConfigError, match="unknown model 'mlp0x2'"):
+        models.build("mlp0x2", 1, 2)

@@ -75,7 +75,7 @@ def _add_train(sub):
     p = sub.add_parser("train", help="train one model, export ONNX, write metrics")
     p.add_argument("--dataset", required=True)
     p.add_argument("--data-dir", default="data/medmnist")
-    p.add_argument("--model", required=True, help="mlp | cnn3")
+    p.add_argument("--model", required=True, help="mlp | cnn3 | mlp<width>x<depth> (e.g. mlp256x2)")
     p.add_argument("--channels", type=int, default=1, choices=(1, 3))
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)

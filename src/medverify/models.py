@@ -1,24 +1,31 @@
-"""Architectures by name: an MLP 784->128->128->C and CNN3 (two convs + linear)."""
+"""Architectures by name: an MLP 784->128->128->C and CNN3 (two convs + linear).
+
+Fully connected nets of other sizes are named ``mlp<width>x<depth>``: ``mlp256x2`` is
+784->256->256->C, ``mlp100x5`` has five hidden layers of 100 (``mlp`` is ``mlp128x2``)."""
 
 from __future__ import annotations
+
+import re
 
 import torch
 from torch import nn
 
 from .errors import ConfigError
 
-ARCHITECTURES = ("mlp", "cnn3")
+ARCHITECTURES = ("mlp", "cnn3", "mlp<width>x<depth>")
+#: regular expression of every architecture name (for schema checks and wildcards)
+ARCHITECTURE_PATTERN = r"mlp|cnn3|mlp[1-9][0-9]*x[1-9][0-9]*"
+_MLP_SIZE = re.compile(r"mlp([1-9][0-9]*)x([1-9][0-9]*)")
 
 
-def mlp(in_channels: int, num_classes: int, hidden: int = 128) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(in_channels * 28 * 28, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, num_classes),
-    )
+def mlp(in_channels: int, num_classes: int, hidden: int = 128, depth: int = 2) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_channels * 28 * 28
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
 
 
 def cnn3(in_channels: int, num_classes: int) -> nn.Sequential:
@@ -38,6 +45,9 @@ def build(name: str, in_channels: int, num_classes: int) -> nn.Sequential:
         return mlp(in_channels, num_classes)
     if name == "cnn3":
         return cnn3(in_channels, num_classes)
+    sized = _MLP_SIZE.fullmatch(name)
+    if sized:
+        return mlp(in_channels, num_classes, int(sized.group(1)), int(sized.group(2)))
     raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(ARCHITECTURES)}")
 
 
