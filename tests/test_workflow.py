@@ -82,7 +82,7 @@ def test_dry_run_leaves_out_linf_for_exact(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("models=[mlp,resnet]", "'resnet' is not one of ['mlp', 'cnn3']"),
+        ("models=[mlp,resnet]", "'resnet' does not match"),
         ("verifiers=[eran]", "'eran' is not one of ['marabou', 'crown', 'milp', 'exact']"),
         ("datasets=[chestmnist]", "config: dataset 'chestmnist' has no entry in dataset_settings"),
         ("dataset_settings={pneumoniamnist: {channels: 2}}", "is not one of [1, 3]"),
