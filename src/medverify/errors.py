@@ -15,3 +15,8 @@ class ConfigError(MedverifyError):
 
 class ExportError(MedverifyError):
     """ONNX export or parity check failed."""
+
+
+class ModelError(MedverifyError):
+    """An ONNX classifier cannot be read: not ONNX, an unsupported operator, or an input
+    that does not match the dataset's images."""
