@@ -85,5 +85,64 @@ def test_standin_dermamnist_code_path(tmp_path):
 
 def test_not_medmnist_layout(tmp_path):
     np.savez(tmp_path / "weird.npz", foo=np.zeros(3))
-    with pytest.raises(DataError, match="not a MedMNIST-layout npz"):
+    with pytest.raises(DataError, match="no 'train_images' array .*foo"):
         data.load("weird", tmp_path, md5=None)
+
+
+def _copy_test_split(medmnist_dir, target, **extra):
+    with np.load(medmnist_dir / "pneumoniamnist.npz") as npz:
+        arrays = {k: npz[k] for k in ("test_images", "test_labels")}
+    np.savez_compressed(target, **arrays, **extra)
+    return target
+
+
+def test_any_name_loads_without_md5_and_says_so_once(medmnist_dir, tmp_path, caplog):
+    target = tmp_path / "chest_external.npz"
+    shutil.copy(medmnist_dir / "pneumoniamnist.npz", target)
+    with caplog.at_level("WARNING", logger="medverify.data"):
+        a = data.load("chest_external", tmp_path, splits=("test",))
+        b = data.load("chest_external", tmp_path, splits=("test",))
+    said = [r.getMessage() for r in caplog.records if "without an md5 check" in r.getMessage()]
+    assert len(said) == 1 and str(target) in said[0] and "chest_external" in said[0]
+    assert a["test"].images.shape == (624, 1, 28, 28)
+    np.testing.assert_array_equal(a["test"].labels, b["test"].labels)
+
+
+def test_test_split_alone_is_enough_for_an_external_model(medmnist_dir, tmp_path):
+    path = _copy_test_split(medmnist_dir, tmp_path / "testonly.npz")
+    assert data.splits_in("testonly", tmp_path) == ("test",)
+    test = data.load("testonly", tmp_path, md5=None, splits=("test",))["test"]
+    assert test.images.shape == (624, 1, 28, 28)
+    with pytest.raises(DataError) as err:
+        data.load("testonly", tmp_path, md5=None)  # asking for train fails, naming it
+    msg = str(err.value)
+    assert str(path) in msg and "'train_images'" in msg and "\n" not in msg
+
+
+def test_npz_without_test_images_is_one_line_error(tmp_path):
+    np.savez(tmp_path / "notest.npz", train_images=np.zeros((2, 28, 28), np.uint8))
+    for call in (
+        lambda: data.splits_in("notest", tmp_path),
+        lambda: data.load("notest", tmp_path, md5=None, splits=("test",)),
+    ):
+        with pytest.raises(DataError) as err:
+            call()
+        msg = str(err.value)
+        assert "test_images" in msg and str(tmp_path / "notest.npz") in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble"])
+def test_truncated_or_corrupt_npz_is_one_line_error(medmnist_dir, tmp_path, damage):
+    path = _copy_test_split(medmnist_dir, tmp_path / "broken.npz")
+    raw = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    else:  # keep the zip directory, garble the compressed array data
+        mid = len(raw) // 3
+        path.write_bytes(
+            raw[:mid] + bytes(b ^ 0x5A for b in raw[mid : mid + 2000]) + raw[mid + 2000 :]
+        )
+    with pytest.raises(DataError) as err:
+        data.load("broken", tmp_path, md5=None, splits=("test",))
+    msg = str(err.value)
+    assert str(path) in msg and "corrupt" in msg and "\n" not in msg

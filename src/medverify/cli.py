@@ -50,6 +50,9 @@ def _verify(args) -> int:
                 f"{len(test.labels)} images"
             )
         image = test.images[args.image_index]
+        from .onnx_io import check_input_size
+
+        check_input_size(args.onnx, image.size, f"{args.dataset} images")
         question = Question(
             dataset=args.dataset,
             model=args.onnx,

@@ -3,13 +3,18 @@
 The `medmnist` package is the source of truth for dataset names, download URLs and md5
 sums. Files are looked up as ``<root>/<name>.npz``; a missing file is downloaded through
 medmnist only when downloading is allowed. Any npz with the MedMNIST layout
-(``{train,val,test}_{images,labels}``) also loads, by giving its name and ``md5=None``.
+(``{train,val,test}_{images,labels}``) also loads under any name: a name medmnist does
+not know is read without an md5 check (said once in the log), and a file holding only
+``test_images``/``test_labels`` is enough for an external classifier (nothing to train).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +22,12 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 
+log = logging.getLogger(__name__)
+
 SPLITS = ("train", "val", "test")
+#: what np.load raises on a truncated or corrupt npz
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+_UNCHECKED_SAID: set[Path] = set()
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -91,6 +101,11 @@ def ensure_file(
     root = Path(root)
     path = dataset_path(name, root)
     want = expected_md5(name) if md5 == "auto" else md5
+    if md5 == "auto" and want is None and path not in _UNCHECKED_SAID and path.exists():
+        _UNCHECKED_SAID.add(path)
+        log.warning(
+            "dataset %r is not a MedMNIST name: reading %s without an md5 check", name, path
+        )
     if not path.exists():
         if download:
             _download(name, root)
@@ -149,15 +164,42 @@ def load(
         raise ConfigError(f"channels must be 1 (luminance) or 3 (RGB), got {channels!r}")
     path = ensure_file(name, root, download=download, md5=md5)
     try:
-        npz = np.load(path)
-        out = {}
-        for split in splits:
-            imgs = npz[f"{split}_images"]
-            labels = np.asarray(npz[f"{split}_labels"]).reshape(len(imgs), -1)[:, 0]
-            out[split] = Split(to_float(imgs, channels), labels.astype(np.int64))
-    except (KeyError, ValueError, OSError) as exc:
-        raise DataError(f"{path} is not a MedMNIST-layout npz: {exc}") from None
+        with np.load(path) as npz:
+            present = set(npz.files)
+            out = {}
+            for split in splits:
+                missing = [k for k in (f"{split}_images", f"{split}_labels") if k not in present]
+                if missing:
+                    raise DataError(
+                        f"{path} has no {missing[0]!r} array (it holds: "
+                        f"{', '.join(sorted(present)) or 'nothing'}); a MedMNIST-layout npz "
+                        "needs {train,val,test}_{images,labels} (test_* alone for an external model)"
+                    )
+                imgs = npz[f"{split}_images"]
+                labels = np.asarray(npz[f"{split}_labels"]).reshape(len(imgs), -1)[:, 0]
+                out[split] = Split(to_float(imgs, channels), labels.astype(np.int64))
+    except _CORRUPT as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path} is truncated or corrupt, not a readable npz ({first})") from None
     return out
+
+
+def splits_in(name: str, root: str | os.PathLike) -> tuple[str, ...]:
+    """The splits a dataset file holds (in SPLITS order), without reading the arrays."""
+    path = dataset_path(name, root)
+    try:
+        with np.load(path) as npz:
+            files = set(npz.files)
+    except _CORRUPT as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path} is truncated or corrupt, not a readable npz ({first})") from None
+    found = tuple(s for s in SPLITS if {f"{s}_images", f"{s}_labels"} <= files)
+    if "test" not in found:
+        raise DataError(
+            f"{path} has no 'test_images'/'test_labels' arrays (it holds: "
+            f"{', '.join(sorted(files)) or 'nothing'})"
+        )
+    return found
 
 
 def num_classes(splits: dict[str, Split]) -> int:

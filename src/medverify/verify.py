@@ -187,7 +187,7 @@ def verify_image(
     start = time.perf_counter()
     question = question.replace(model_sha256=question.model_sha256 or onnx_io.sha256(onnx_path))
     try:
-        classifier = onnx_io.load_affine(onnx_path)
+        classifier = onnx_io.load_affine(onnx_path, input_size=np.asarray(image).size)
         problem = build_problem(
             classifier,
             image,
