@@ -80,8 +80,10 @@ def _add_train(sub):
     p.add_argument("--data-dir", default="data/medmnist")
     p.add_argument("--model", required=True, help="mlp | cnn3 | mlp<width>x<depth> (e.g. mlp256x2)")
     p.add_argument("--channels", type=int, default=1, choices=(1, 3))
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, help="training epochs (default: TrainConfig's)")
+    p.add_argument("--seed", type=int, help="random seed (default: TrainConfig's)")
+    p.add_argument("--pgd-eps", type=float, help="PGD adversarial training radius k (k/255)")
+    p.add_argument("--pgd-steps", type=int, help="PGD steps per batch")
     p.add_argument("--out-dir", required=True)
 
 
@@ -100,8 +102,16 @@ def _train(args) -> int:
         out / "model.onnx",
         out / "metrics.json",
         channels=args.channels,
-        epochs=args.epochs,
-        seed=args.seed,
+        **{
+            key: value
+            for key, value in (
+                ("epochs", args.epochs),
+                ("seed", args.seed),
+                ("pgd_eps_k", args.pgd_eps),
+                ("pgd_steps", args.pgd_steps),
+            )
+            if value is not None
+        },
     )
     print(f"test accuracy {metrics['test_accuracy']:.4f} -> {out}")
     return 0

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import data, onnx_io, results
-from .errors import DataError
+from .errors import ConfigError, DataError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,17 @@ def check_data(
     return summary
 
 
+#: suffix of a model's adversarially trained twin: ``mlp_pgd`` is ``mlp`` trained with PGD
+ADVERSARIAL_SUFFIX = "_pgd"
+
+
+def split_model_name(name: str) -> tuple[str, bool]:
+    """(architecture, adversarially trained?) of a trained model's name."""
+    if name.endswith(ADVERSARIAL_SUFFIX):
+        return name[: -len(ADVERSARIAL_SUFFIX)], True
+    return name, False
+
+
 def train_and_export(
     dataset: str,
     data_dir: str,
@@ -66,37 +77,34 @@ def train_and_export(
     *,
     channels: int = 1,
     md5: str | None = "auto",
-    epochs: int = 50,
-    seed: int = 0,
-    brightness: float = 0.08,
-    contrast: float = 0.08,
-    noise_sigma: float = 0.01,
-    threads: int = 1,
     parity_images: int = 100,
     parity_tol: float = 1e-5,
+    **train_options,
 ) -> dict:
     """Train one model, save model.pt, export model.onnx with an onnxruntime parity check on
-    at least ``parity_images`` test images, and write metrics.json."""
+    at least ``parity_images`` test images, and write metrics.json. ``train_options`` are
+    TrainConfig fields (epochs, seed, augmentation, threads, pgd_*); left out, they take
+    TrainConfig's defaults. An ``architecture`` ending in ADVERSARIAL_SUFFIX needs
+    ``pgd_eps_k`` > 0."""
     from . import models  # torch: imported only by the rules that train
     from .train import TrainConfig, train
 
+    arch, twin = split_model_name(architecture)
+    cfg = TrainConfig(architecture=arch, **train_options)
+    if twin != cfg.adversarial:
+        raise ConfigError(
+            f"model {architecture!r}: the {ADVERSARIAL_SUFFIX} twin needs pgd_eps_k > 0 and a "
+            f"plain model none (pgd_eps_k={cfg.pgd_eps_k})"
+        )
     splits = data.load(dataset, data_dir, channels=channels, md5=md5)
-    cfg = TrainConfig(
-        architecture=architecture,
-        epochs=epochs,
-        seed=seed,
-        brightness=brightness,
-        contrast=contrast,
-        noise_sigma=noise_sigma,
-        threads=threads,
-    )
     model, metrics = train(splits, data.num_classes(splits), cfg)
     metrics["dataset"] = dataset
+    metrics["model"] = architecture
     models.save(
         model,
         out_model,
         {
-            "architecture": architecture,
+            "architecture": arch,
             "in_channels": metrics["in_channels"],
             "num_classes": metrics["num_classes"],
             "dataset": dataset,
@@ -109,6 +117,57 @@ def train_and_export(
     log.info("exported %s (parity %.2e on %d images)", out_onnx, diff, len(test_images))
     results.write_json(metrics, out_metrics)
     return metrics
+
+
+def import_external(
+    dataset: str,
+    data_dir: str,
+    src_onnx: str,
+    out_onnx: str,
+    out_summary: str,
+    *,
+    channels: int = 1,
+    min_agreement: float = 0.99,
+) -> dict:
+    """Check an external ONNX classifier against its dataset and copy it into place: it
+    must load into canonical form with the dataset's image size, and the canonical form's
+    argmax must agree with onnxruntime's on the test split (at least ``min_agreement``;
+    float32 near-ties may differ). Writes a summary JSON (accuracy, agreement, layers)."""
+    import os
+    import shutil
+
+    test = data.load(dataset, data_dir, channels=channels, md5=None, splits=("test",))["test"]
+    size = int(np.prod(test.images.shape[1:]))
+    net = onnx_io.load_affine(src_onnx, input_size=size)
+    ort_pred = onnx_io.OrtClassifier(src_onnx).logits(test.images).argmax(1)
+    net_pred = net.forward(test.images.reshape(len(test.images), -1)).argmax(1)
+    agreement = float((ort_pred == net_pred).mean())
+    if agreement < min_agreement:
+        raise ModelError(
+            f"{src_onnx}: canonical form and onnxruntime agree on only {agreement:.1%} of "
+            f"{dataset} test images (need {min_agreement:.0%}): the loader misread the graph"
+        )
+    if net.output_dim <= int(test.labels.max()):
+        raise ModelError(
+            f"{src_onnx}: {net.output_dim} outputs, but {dataset} has labels up to "
+            f"{int(test.labels.max())}"
+        )
+    tmp = f"{out_onnx}.tmp"
+    shutil.copyfile(src_onnx, tmp)
+    os.replace(tmp, out_onnx)
+    summary = {
+        "dataset": dataset,
+        "source": str(src_onnx),
+        "model_sha256": onnx_io.sha256(out_onnx),
+        "input_shape": list(onnx_io.input_shape(src_onnx)),
+        "layers": [list(w.shape) for w, _ in net.layers],
+        "relu_count": net.relu_count,
+        "test_accuracy": float((ort_pred == test.labels).mean()),
+        "canonical_argmax_agreement": agreement,
+    }
+    log.info("external model %s: %s", src_onnx, summary)
+    results.write_json(summary, out_summary)
+    return summary
 
 
 def select_instances(

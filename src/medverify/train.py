@@ -1,5 +1,9 @@
 """Training loop: Adam, cross-entropy, batch 64, fixed seeds, light augmentation,
-model selection on the validation split."""
+model selection on the validation split, and optional PGD adversarial training (Madry et
+al.: every batch is replaced by L-infinity PGD examples around its augmented images).
+
+TrainConfig holds the one default of every training setting; the workflow schema's
+defaults are checked against it (tests/test_external.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainConfig:
     architecture: str = "mlp"
-    epochs: int = 20
+    epochs: int = 50
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
@@ -30,6 +34,23 @@ class TrainConfig:
     contrast: float = 0.08  # max |alpha - 1| of the contrast jitter
     noise_sigma: float = 0.01  # std of additive Gaussian noise
     threads: int = 1
+    pgd_eps_k: float = 0.0  # PGD adversarial training radius in 8-bit units (k/255); 0 = off
+    pgd_steps: int = 5  # PGD steps per batch
+    pgd_step_k: float | None = None  # PGD step in 8-bit units; None = 2.5 * eps / steps
+
+    @property
+    def adversarial(self) -> bool:
+        return self.pgd_eps_k > 0
+
+    @property
+    def pgd(self) -> dict:
+        """The PGD settings as recorded in metrics.json ([0, 1] pixel units and k)."""
+        step_k = (
+            self.pgd_step_k
+            if self.pgd_step_k is not None
+            else 2.5 * self.pgd_eps_k / max(1, self.pgd_steps)
+        )
+        return {"eps_k": self.pgd_eps_k, "steps": self.pgd_steps, "step_k": step_k}
 
 
 def seed_everything(seed: int) -> None:
@@ -51,6 +72,22 @@ def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Te
     if cfg.noise_sigma > 0:
         x = x + torch.randn(x.shape, generator=gen) * cfg.noise_sigma
     return x.clamp(0.0, 1.0)
+
+
+def pgd(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, gen: torch.Generator
+) -> torch.Tensor:
+    """L-infinity PGD around x (radius cfg.pgd_eps_k/255, random start), clipped to [0, 1]."""
+    eps = cfg.pgd_eps_k / 255.0
+    step = cfg.pgd["step_k"] / 255.0
+    loss_fn = nn.CrossEntropyLoss()
+    lo, hi = (x - eps).clamp(0.0, 1.0), (x + eps).clamp(0.0, 1.0)
+    adv = (x + (torch.rand(x.shape, generator=gen) * 2 - 1) * eps).clamp(0.0, 1.0)
+    for _ in range(cfg.pgd_steps):
+        adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(model(adv), y), adv)
+        adv = torch.max(torch.min(adv.detach() + step * grad.sign(), hi), lo)
+    return adv.detach()
 
 
 @torch.no_grad()
@@ -98,6 +135,8 @@ def train(
         for i in range(0, len(perm), cfg.batch_size):
             idx = perm[i : i + cfg.batch_size]
             xb = augment(x_all[idx], cfg, gen)
+            if cfg.adversarial:
+                xb = pgd(model, xb, y_all[idx], cfg, gen)
             loss = loss_fn(model(xb), y_all[idx])
             opt.zero_grad()
             loss.backward()
@@ -134,6 +173,7 @@ def train(
             "contrast": cfg.contrast,
             "noise_sigma": cfg.noise_sigma,
         },
+        "adversarial": cfg.pgd if cfg.adversarial else None,
         "seconds": round(time.perf_counter() - start, 2),
     }
     return model, metrics

@@ -2,6 +2,7 @@
 import math
 
 from medverify.perturbations import FAMILIES as PERTURBATION_FAMILIES
+from medverify.pipeline import ADVERSARIAL_SUFFIX, split_model_name
 
 # conda env per verifier family (--use-conda): marabou -> maraboupy; crown -> auto_LiRPA
 # (installed --no-deps by envs/lirpa.post-deploy.sh); milp (PuLP + HiGHS) and exact
@@ -19,14 +20,51 @@ def _fail(message):
     raise WorkflowError(message)
 
 
-DATASETS = list(config["datasets"])
+# Trained models: `models` on every dataset of `datasets`, plus the PGD twin
+# (<model>_pgd) of each model in `adversarial.models`. External models (ONNX files from
+# elsewhere) run on their own dataset only, with no train job. MODELS is every model name;
+# model_pairs() says which (dataset, model) pairs exist.
+TRAIN_DATASETS = list(config["datasets"])
+TRAINED = list(config["models"]) + [
+    f"{m}{ADVERSARIAL_SUFFIX}" for m in config["adversarial"]["models"]
+]
+EXTERNAL = dict(config["external_models"])
+MODELS = TRAINED + list(EXTERNAL)
+DATASETS = TRAIN_DATASETS + sorted(
+    {spec["dataset"] for spec in EXTERNAL.values()} - set(TRAIN_DATASETS)
+)
 for _ds in DATASETS:
     if _ds not in config["dataset_settings"]:
         _fail(
             f"config: dataset {_ds!r} has no entry in dataset_settings "
             f"(configured: {', '.join(sorted(config['dataset_settings']))})"
         )
-MODELS = list(config["models"])
+for _name in EXTERNAL:
+    if _name in TRAINED or split_model_name(_name)[1]:
+        _fail(
+            f"config: external model name {_name!r} clashes with a trained model name "
+            f"(or ends in {ADVERSARIAL_SUFFIX!r})"
+        )
+
+
+def model_pairs():
+    """(dataset, model) for every model that exists: trained x datasets, then external."""
+    return [(ds, m) for ds in TRAIN_DATASETS for m in TRAINED] + [
+        (spec["dataset"], name) for name, spec in EXTERNAL.items()
+    ]
+
+
+def pgd_options(wildcards):
+    """TrainConfig PGD fields of a trained model: empty for a plain model."""
+    if not split_model_name(wildcards.model)[1]:
+        return {}
+    adv = config["adversarial"]
+    return {"pgd_eps_k": adv["eps_k"], "pgd_steps": adv["steps"], "pgd_step_k": adv["step_k"]}
+
+
+def external_onnx(wildcards):
+    return EXTERNAL[wildcards.model]["onnx"]
+
 VERIFIERS = list(config["verifiers"])
 SLOTS = list(range(config["instances"]))
 
@@ -55,8 +93,7 @@ def cells():
 def record_paths():
     return [
         f"results/{ds}/{model}/verify/{family}/{k}/{verifier}/{slot}.json"
-        for ds in DATASETS
-        for model in MODELS
+        for ds, model in model_pairs()
         for family, k, verifier in cells()
         for slot in SLOTS
     ]

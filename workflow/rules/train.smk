@@ -1,5 +1,8 @@
 rule train:
-    """Train one model, export single-file ONNX with an onnxruntime parity check."""
+    """Train one model (a <model>_pgd twin with PGD adversarial training), export
+    single-file ONNX with an onnxruntime parity check."""
+    wildcard_constraints:
+        model="|".join(TRAINED) or "(?!)",
     input:
         data=rules.data.output.summary,
     output:
@@ -15,6 +18,7 @@ rule train:
         contrast=lookup(dpath="dataset_settings/{dataset}/contrast", within=config),
         noise_sigma=lookup(dpath="dataset_settings/{dataset}/noise_sigma", within=config),
         seed=config["seed"],
+        pgd=pgd_options,
     log:
         "logs/{dataset}/{model}/train.log",
     benchmark:
@@ -27,6 +31,33 @@ rule train:
         mem_mb=4000,
     script:
         "../scripts/train.py"
+
+
+rule external_model:
+    """An external ONNX classifier (config `external_models`): check that it loads into
+    canonical form with its dataset's image size and agrees with onnxruntime, and copy
+    it to where a trained model's ONNX would be. Selection, verification and everything
+    after treat it like a trained model."""
+    wildcard_constraints:
+        model="|".join(EXTERNAL) or "(?!)",
+    input:
+        data=rules.data.output.summary,
+        onnx=external_onnx,
+    output:
+        onnx="results/{dataset}/{model}/model.onnx",
+        summary="results/{dataset}/{model}/external.json",
+    params:
+        data_dir=config["data_dir"],
+        channels=lookup(dpath="dataset_settings/{dataset}/channels", within=config),
+    log:
+        "logs/{dataset}/{model}/external.log",
+    conda:
+        BASE_ENV
+    resources:
+        runtime=10,
+        mem_mb=4000,
+    script:
+        "../scripts/external.py"
 
 
 rule select:

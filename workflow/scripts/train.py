@@ -20,4 +20,5 @@ with rule_log(snakemake.log[0], "train"):
         contrast=snakemake.params.contrast,
         noise_sigma=snakemake.params.noise_sigma,
         threads=snakemake.threads,
+        **snakemake.params.pgd,
     )
