@@ -4,6 +4,7 @@ verified and run through the workflow exactly like our own models."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -269,3 +270,42 @@ def test_dry_run_twin_and_external_join_the_matrix(external, medmnist_dir, tmp_p
     assert "chest_external/mlp/" not in out
     per_model = 2 * cfg["instances"]  # brightness k=4 with exact and milp
     assert counts["verify"] == 3 * per_model
+
+
+@pytest.mark.slow
+def test_end_to_end_external_model_and_pgd_twin(external, medmnist_dir, tmp_path):
+    """The whole DAG with a plain MLP, its PGD twin and a published-layout external model
+    on a test-only copy of the data under another name."""
+    _, _, path = external
+    _test_only_copy(medmnist_dir, tmp_path / "data", "chest_external")
+    (tmp_path / "data" / "pneumoniamnist.npz").symlink_to(medmnist_dir / "pneumoniamnist.npz")
+    cfg = yaml.safe_load((REPO / "tests" / "config" / "external.yaml").read_text())
+    cfg["data_dir"] = str(tmp_path / "data")
+    cfg["external_models"]["published"]["onnx"] = str(path)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(config), "--cores", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = tmp_path / "results"
+    twin = json.loads((res / "pneumoniamnist" / "mlp_pgd" / "metrics.json").read_text())
+    assert twin["adversarial"]["eps_k"] == 4
+    ext = json.loads((res / "chest_external" / "published" / "external.json").read_text())
+    assert ext["canonical_argmax_agreement"] == 1.0
+    records = [results.read(p) for p in sorted(res.rglob("verify/*/*/*/*.json"))]
+    by_model = {}
+    for rec in records:
+        by_model.setdefault((rec.dataset, rec.model), []).append(rec)
+    assert set(by_model) == {
+        ("pneumoniamnist", "mlp"),
+        ("pneumoniamnist", "mlp_pgd"),
+        ("chest_external", "published"),
+    }
+    for (_, _), recs in by_model.items():
+        assert len(recs) == 4
+        assert all(r.status in results.DECIDED for r in recs if r.verifier == "exact")
+    log = (tmp_path / "logs" / "chest_external" / "data.log").read_text()
+    assert log.count("without an md5 check") == 0  # md5: null in config: nothing to say
