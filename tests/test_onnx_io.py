@@ -93,9 +93,12 @@ def _save_model(nodes, inits, in_shape, out_shape, path, opset=13):
     return path
 
 
-def published_style(path, in_shape, channels=1, classes=10, seed=0, channels_last=False):
+def published_style(
+    path, in_shape, channels=1, classes=10, seed=0, channels_last=False, softmax=False
+):
     """Normalisation (Sub/Div), Conv with padding, BatchNorm, Relu, AveragePool, Transpose,
-    Reshape, MatMul + Add, Mul, Identity, Constant, Flatten, Gemm and a trailing Softmax."""
+    Reshape, MatMul + Add, Mul, Identity, Constant, Flatten, Gemm (and a trailing Softmax
+    when asked)."""
     rng = np.random.default_rng(seed)
     c = channels
     nodes = [
@@ -135,9 +138,12 @@ def published_style(path, in_shape, channels=1, classes=10, seed=0, channels_las
         helper.make_node("Mul", ["x10", "half"], ["x11"]),
         helper.make_node("Relu", ["x11"], ["x12"]),
         helper.make_node("Flatten", ["x12"], ["x13"], axis=1),
-        helper.make_node("Gemm", ["x13", "gw", "gb"], ["logits"], transB=1, alpha=0.9),
-        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+        helper.make_node(
+            "Gemm", ["x13", "gw", "gb"], ["logits" if softmax else "probs"], transB=1, alpha=0.9
+        ),
     ]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
     inits = [
         _init("mean", rng.uniform(0.3, 0.6, size=(1, c, 1, 1))),
         _init("std", rng.uniform(0.2, 0.3, size=(1, c, 1, 1))),
@@ -159,22 +165,14 @@ def published_style(path, in_shape, channels=1, classes=10, seed=0, channels_las
     return _save_model(nodes, inits, in_shape, [batch, classes], path)
 
 
-def _ort_logits(path, images, shape):
-    """Raw onnxruntime on images already in the model's layout, log of the softmax."""
+def _ort_outputs(path, images, shape):
+    """Raw onnxruntime, one image at a time, on images already in the model's layout."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     shape = tuple(1 if isinstance(d, str) else d for d in shape)
     out = [sess.run(None, {"image": img.reshape(shape).astype(np.float32)})[0] for img in images]
-    return np.log(np.concatenate(out))
-
-
-def _same_argmax_order(logits, probs_log):
-    """Softmax is dropped by load_affine: logits and log-probabilities differ by a
-    per-row constant."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    ref = probs_log - probs_log.max(axis=1, keepdims=True)
-    np.testing.assert_allclose(shifted, ref, atol=1e-5)
+    return np.concatenate(out)
 
 
 @pytest.mark.parametrize("shape", IMAGE_SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -182,14 +180,23 @@ def test_published_graph_agrees_with_onnxruntime(shape, tmp_path):
     path = published_style(tmp_path / "m.onnx", shape)
     net = onnx_io.load_affine(path, input_size=784)
     assert net.input_dim == 784 and net.output_dim == 10
-    images = np.random.default_rng(1).uniform(size=(8, 784)).astype(np.float32)
-    _same_argmax_order(net.forward(images), _ort_logits(path, images, shape))
+    images = np.random.default_rng(1).uniform(size=(20, 784)).astype(np.float32)
+    ref = _ort_outputs(path, images, shape)
+    np.testing.assert_allclose(net.forward(images), ref, atol=1e-5)
     ort = onnx_io.OrtClassifier(path)  # feeds (N, 1, 28, 28) images in the model's shape
-    np.testing.assert_allclose(
-        np.log(ort.logits(images.reshape(8, 1, 28, 28))),
-        _ort_logits(path, images, shape),
-        atol=1e-6,
+    np.testing.assert_allclose(ort.logits(images.reshape(20, 1, 28, 28)), ref, atol=1e-6)
+
+
+def test_trailing_softmax_is_dropped_keeping_the_order(tmp_path):
+    path = published_style(tmp_path / "m.onnx", (1, 1, 28, 28), softmax=True)
+    plain = published_style(tmp_path / "plain.onnx", (1, 1, 28, 28), softmax=False)
+    images = np.random.default_rng(4).uniform(size=(20, 784)).astype(np.float32)
+    np.testing.assert_array_equal(
+        onnx_io.load_affine(path).layers[-1][0], onnx_io.load_affine(plain).layers[-1][0]
     )
+    probs = _ort_outputs(path, images, (1, 1, 28, 28))
+    logits = onnx_io.load_affine(path).forward(images)
+    np.testing.assert_array_equal(probs.argmax(1), logits.argmax(1))
 
 
 def test_channels_last_rgb_model_reads_our_chw_images(tmp_path):
@@ -197,11 +204,11 @@ def test_channels_last_rgb_model_reads_our_chw_images(tmp_path):
         tmp_path / "rgb.onnx", (1, 28, 28, 3), channels=3, classes=5, channels_last=True
     )
     net = onnx_io.load_affine(path, input_size=3 * 784)
-    chw = np.random.default_rng(2).uniform(size=(6, 3, 28, 28)).astype(np.float32)
-    hwc = chw.transpose(0, 2, 3, 1).reshape(6, -1)
-    _same_argmax_order(net.forward(chw.reshape(6, -1)), _ort_logits(path, hwc, (1, 28, 28, 3)))
-    probs = onnx_io.OrtClassifier(path).logits(chw)
-    np.testing.assert_allclose(np.log(probs), _ort_logits(path, hwc, (1, 28, 28, 3)), atol=1e-6)
+    chw = np.random.default_rng(2).uniform(size=(20, 3, 28, 28)).astype(np.float32)
+    hwc = chw.transpose(0, 2, 3, 1).reshape(20, -1)
+    ref = _ort_outputs(path, hwc, (1, 28, 28, 3))
+    np.testing.assert_allclose(net.forward(chw.reshape(20, -1)), ref, atol=1e-5)
+    np.testing.assert_allclose(onnx_io.OrtClassifier(path).logits(chw), ref, atol=1e-6)
 
 
 def test_average_pool_without_padding_count_and_global_pool(tmp_path):
