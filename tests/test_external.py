@@ -150,6 +150,34 @@ def test_cli_wrong_input_size_is_one_line_exit_2(external, medmnist_dir, tmp_pat
     assert not (tmp_path / "r.json").exists()
 
 
+def test_cli_unsupported_operator_is_one_line_exit_2(medmnist_dir, tmp_path):
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    nodes = [
+        helper.make_node("MaxPool", ["image"], ["m"], kernel_shape=[2, 2], name="pool1"),
+        helper.make_node("Flatten", ["m"], ["f"]),
+        helper.make_node("Gemm", ["f", "w"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 28, 28])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        initializer=[numpy_helper.from_array(np.ones((2, 729), np.float32), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    save(model, str(tmp_path / "maxpool.onnx"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "medverify.cli", "verify", "--onnx", str(tmp_path / "maxpool.onnx"),
+         "--dataset", "pneumoniamnist", "--data-dir", str(medmnist_dir), "--image-index", "0",
+         "--verifier", "exact", "--family", "brightness", "--out", str(tmp_path / "r.json")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'pool1' (MaxPool)" in lines[0] and "maxpool.onnx" in lines[0]
+
+
 def test_cli_not_onnx_is_one_line_exit_2(medmnist_dir, tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_text("this is not a model\n")

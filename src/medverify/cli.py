@@ -50,9 +50,10 @@ def _verify(args) -> int:
                 f"{len(test.labels)} images"
             )
         image = test.images[args.image_index]
-        from .onnx_io import check_input_size
+        from .onnx_io import load_affine
 
-        check_input_size(args.onnx, image.size, f"{args.dataset} images")
+        # a bad model is one line and exit 2 here, not an error record
+        load_affine(args.onnx, input_size=image.size, what=f"{args.dataset} images")
         question = Question(
             dataset=args.dataset,
             model=args.onnx,

@@ -484,12 +484,14 @@ def check_input_size(path: str | os.PathLike, size: int, what: str = "the images
         )
 
 
-def load_affine(path: str | os.PathLike, input_size: int | None = None) -> AffineNet:
+def load_affine(
+    path: str | os.PathLike, input_size: int | None = None, what: str = "the images"
+) -> AffineNet:
     """Read a piecewise-linear feed-forward classifier into canonical form over our
     flattened (C, H, W) image: affine layers with ReLU between them. See SUPPORTED_OPS;
     a trailing Softmax/LogSoftmax is dropped (it keeps the order of the outputs, which is
     all a robustness property asks about). ``input_size`` (the dataset image's number
-    of values) is checked when given."""
+    of values) is checked when given; ``what`` names them in the error."""
     model = read_model(path)
     g = _Graph(model, path)
     name, shape, _ = _input_of(model, path)
@@ -498,7 +500,7 @@ def load_affine(path: str | os.PathLike, input_size: int | None = None) -> Affin
     if input_size is not None and n != int(input_size):
         raise ModelError(
             f"{path}: the classifier takes {n} input values (shape {shape}), "
-            f"the images have {int(input_size)}"
+            f"{what} have {int(input_size)}"
         )
     perm = _layout_permutation(shape)
     g.values[name] = _Lin(None, np.zeros(n), shape, 0)
