@@ -1,4 +1,4 @@
-"""The crown backend (auto_LiRPA 0.3 + our branch and bound) on tiny fixed-weight networks
+"""The crown backend (our bound engine + branch and bound) on tiny fixed-weight networks
 with closed-form answers, plus a soundness sweep against brute-force sampling."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from medverify.nets import AffineNet
 from medverify.verifiers import get
-from medverify.verifiers.crown import Verifier, _Dense, _Lirpa
+from medverify.verifiers.crown import Verifier
 from medverify.verify import build_problem
 
 C = 0.4  # margin at the nominal image
@@ -48,7 +48,7 @@ def _check_cex(problem, result):
 
 
 @pytest.mark.parametrize("family", ["brightness", "linf"])
-@pytest.mark.parametrize("split_dim", [0, 4])  # 0: ReLU splitting, 4: input splitting
+@pytest.mark.parametrize("split_dim", [0, 6])  # 0: ReLU splitting, 6: input splitting
 def test_threshold_closed_form(family, split_dim):
     net = ramp_net()
     v = Verifier(input_split_max_dim=split_dim)
@@ -115,32 +115,6 @@ def test_contrast_closed_form():
     _check_cex(p, r)
 
 
-def test_dense_engine_matches_auto_lirpa_crown():
-    import torch
-
-    rng = np.random.default_rng(3)
-    for _ in range(3):
-        net = AffineNet(
-            [
-                (rng.normal(size=(8, 6)), rng.normal(size=8)),
-                (rng.normal(size=(7, 8)), rng.normal(size=7)),
-                (rng.normal(size=(3, 7)), rng.normal(size=3)),
-            ]
-        )
-        m = net.margin_net(0, [1, 2])
-        lo = rng.uniform(0, 0.5, 6)
-        hi = lo + 0.3
-        eng = _Dense(m, lo, hi)
-        splits = [torch.zeros((1, 8), dtype=torch.int8), torch.zeros((1, 7), dtype=torch.int8)]
-        bounds, _ = eng.intermediate(splits)
-        ours, _, _ = eng.backward(torch.eye(2, dtype=torch.float64)[None], 2, bounds)
-        theirs = _Lirpa(m).lower(lo, hi)
-        np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-5)
-        # and both are below the sampled minimum
-        pts = rng.uniform(lo, hi, size=(2000, 6))
-        assert np.all(m.forward(pts).min(axis=0) >= ours.numpy()[0] - 1e-9)
-
-
 def _random_problem(rng, family):
     h = int(rng.integers(3, 8))
     net = AffineNet(
@@ -191,7 +165,7 @@ def test_soundness_against_sampling():
 def test_tool_version_and_registry():
     v = get("crown")
     assert v.name == "crown"
-    assert v.tool_version().startswith("auto_LiRPA 0.3")
+    assert v.tool_version().startswith("medverify bounds")
 
 
 def test_counterexample_replays_through_onnxruntime(tmp_path):
@@ -208,3 +182,26 @@ def test_counterexample_replays_through_onnxruntime(tmp_path):
     assert fields["predicted_label_at_counterexample"] == 1
     fields = run_verifier(build_problem(net, IMAGE, 0, "linf", 10.0), "crown", 20, ort)
     assert fields["status"] == "robust"
+
+
+def test_input_split_decides_six_parameters():
+    """Six parameters (a 2x3 image under linf) are split on the input by default: three
+    copies of h = relu(sum(x) - 3) with margin c - h1 - h2 + h3 = c - relu(sum(x) - 3),
+    robust iff 6 k / 255 < c. CROWN alone proves only 12 k / 255 < c."""
+    c = 0.4
+    net = AffineNet(
+        [
+            (np.ones((3, 6)), np.full(3, -3.0)),
+            (np.array([[-1.0, -1.0, 1.0], [0.0, 0.0, 0.0]]), np.array([c, 0.0])),
+        ]
+    )
+    img = np.full((1, 2, 3), 0.5)
+    v = Verifier(alpha=False)
+    assert v.input_split_max_dim == 6
+    p = build_problem(net, img, 0, "linf", 15.0)  # 6 * 15 / 255 = 0.353 < 0.4
+    r = v.verify(p, 30)
+    assert r.status == "robust" and r.stats["proved_by"] == "input split + CROWN"
+    p = build_problem(net, img, 0, "linf", 18.0)  # 0.424 > 0.4
+    r = Verifier(attack=False).verify(p, 30)
+    assert r.status == "counterexample"
+    _check_cex(p, r)

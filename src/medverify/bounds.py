@@ -1,16 +1,32 @@
-"""Pre-activation bounds of an AffineNet over an input box, in numpy (float64).
+"""The one bound engine: pre-activation bounds of an AffineNet over input boxes.
 
-``interval`` is plain interval arithmetic; ``crown`` is the standard symbolic backward
-linear relaxation (CROWN / DeepPoly style): every layer's pre-activation is bounded by
-back-substituting linear bounds through the earlier layers, with the triangle upper
-relaxation of an unstable ReLU and the adaptive (0 or 1) lower slope. Each layer's
-bounds are intersected with the interval ones, so ``crown`` is never looser.
+Methods, chosen by name in ``compute(net, lower, upper, method)`` (as auto_LiRPA's
+``compute_bounds(method=...)``):
 
-Bounds are sound in exact arithmetic; callers that need a proof should keep a small
-margin (see ``SAFETY``) for float64 round-off.
+- ``interval``: interval arithmetic.
+- ``crown``: the symbolic backward linear relaxation (CROWN / DeepPoly): each layer's
+  pre-activation is bounded by back-substituting linear bounds through the earlier layers,
+  intersected with the interval bounds, so it is never looser.
+- ``alpha-crown``: CROWN with the lower slopes of unstable ReLUs optimised (projected
+  gradient, Adam) for the output layer; needs torch.
+
+The relaxation of a ReLU (``relu_relaxation``), the interval step (``interval_layers``) and
+the backward pass (``backward``) are written once, over an array namespace that is numpy
+or torch: ``interval`` and ``crown`` run in numpy so a verify job that ends on the fast
+path never imports torch; ``Batched`` runs the same functions in torch on batches of boxes
+and of ReLU-split domains (split constraints as clamped bounds plus beta multipliers,
+lower slopes alpha), with autograd for the alpha/beta optimisation. The crown backend's
+branch and bound, milp's big-M, the guided label ordering and search seeding all call this
+module; there is no other relaxation in the package.
+
+Bounds are sound in exact arithmetic; every layer's bounds are widened by ``SAFETY``
+(relative) to cover float64 round-off. Callers that need a proof compare against a small
+positive tolerance.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -18,82 +34,185 @@ from .nets import AffineNet
 
 #: relative slack added to every bound to cover float64 round-off
 SAFETY = 1e-9
+#: a lower bound must exceed this to count as a proof (shared with the crown backend)
+PROVE_TOL = 1e-9
+#: l > u + this marks an empty (infeasible) split domain
+INFEASIBLE_TOL = 1e-9
 
 
-def _relaxation(lo: np.ndarray, hi: np.ndarray):
-    """Per neuron: lower slope (lower intercept is 0), upper slope, upper intercept."""
-    active = lo >= 0
-    unstable = (lo < 0) & (hi > 0)
-    lower_slope = active.astype(np.float64)
-    upper_slope = active.astype(np.float64)
-    upper_icpt = np.zeros_like(lo)
-    if unstable.any():
-        lo_u, u = lo[unstable], hi[unstable]
-        upper_slope[unstable] = u / (u - lo_u)
-        upper_icpt[unstable] = -lo_u * u / (u - lo_u)
-        lower_slope[unstable] = (u > -lo_u).astype(np.float64)
-    return lower_slope, upper_slope, upper_icpt
+# --------------------------------------------------------------------------------------
+# the formulas, once, for numpy arrays and torch tensors alike
+def _xp(a):
+    if isinstance(a, np.ndarray):
+        return np
+    import torch
+
+    return torch
 
 
-def _back_substitute(net, relax, k, coeff, const, lower, upper, want_lower):
-    """Bound ``coeff @ h_{k-1} + const`` (h the post-ReLU of layer k-1) over the box."""
-    a = coeff
-    c = const.copy()
-    for m in range(k - 1, -1, -1):
-        ls, us, ui = relax[m]
-        ap, an = np.maximum(a, 0.0), np.minimum(a, 0.0)
-        if want_lower:
-            az = ap * ls + an * us
-            c += an @ ui
-        else:
-            az = ap * us + an * ls
-            c += ap @ ui
-        w, b = net.layers[m]
-        c += az @ b
-        a = az @ w
-    ap, an = np.maximum(a, 0.0), np.minimum(a, 0.0)
-    if want_lower:
-        return c + ap @ lower + an @ upper
-    return c + ap @ upper + an @ lower
+def _pos(a):
+    return a * (a > 0)
 
 
-def _pad(lo, hi):
-    slack = SAFETY * (1.0 + np.maximum(np.abs(lo), np.abs(hi)))
+def pad(lo, hi):
+    """Widen bounds by the round-off slack ``SAFETY`` (relative, plus absolute)."""
+    xp = _xp(lo)
+    slack = SAFETY * (1.0 + xp.maximum(abs(lo), abs(hi)))
     return lo - slack, hi + slack
 
 
-def interval(net: AffineNet, lower, upper) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Interval bounds (lo, hi) on every layer's pre-activation, output layer included."""
-    return [_pad(lo, hi) for lo, hi in net.interval_bounds(lower, upper)]
+def relu_relaxation(lo, hi):
+    """Linear relaxation of ``relu(z)`` for z in [lo, hi] (any leading batch shape).
+
+    Returns ``(sl, su, tu, unstable)``: ``sl * z <= relu(z) <= su * z + tu``. Stable
+    neurons are exact (slopes 1/0, intercept 0); an unstable neuron gets the triangle upper
+    bound and the adaptive lower slope (1 if hi > -lo else 0), which alpha-CROWN replaces by
+    any value in [0, 1]."""
+    xp = _xp(lo)
+    one, zero = xp.ones_like(lo), xp.zeros_like(lo)
+    active = lo >= 0
+    unstable = (lo < 0) & (hi > 0)
+    act = xp.where(active, one, zero)
+    denom = xp.where(unstable, hi - lo, one)
+    su = xp.where(unstable, hi / denom, act)
+    tu = xp.where(unstable, -lo * hi / denom, zero)
+    sl = xp.where(unstable, xp.where(hi > -lo, one, zero), act)
+    return sl, su, tu, unstable
 
 
-def crown(net: AffineNet, lower, upper) -> list[tuple[np.ndarray, np.ndarray]]:
-    """CROWN bounds (lo, hi) on every layer's pre-activation, output layer included."""
-    lower = np.asarray(lower, np.float64)
-    upper = np.asarray(upper, np.float64)
-    if np.any(lower > upper):
-        raise ValueError("box lower bound exceeds upper bound")
-    ibp = net.interval_bounds(lower, upper)
+def interval_layers(layers, lower, upper):
+    """Interval bounds on every layer's pre-activation; ``lower``/``upper`` (..., n0)."""
+    lo, hi = lower, upper
+    out = []
+    for i, (w, b) in enumerate(layers):
+        wp = _pos(w)
+        wn = w - wp
+        zl = lo @ wp.T + hi @ wn.T + b
+        zu = hi @ wp.T + lo @ wn.T + b
+        out.append((zl, zu))
+        if i < len(layers) - 1:
+            lo, hi = _pos(zl), _pos(zu)
+    return out
+
+
+def backward(layers, relax, k, A, const, lower, upper, alphas=None, betas=None, splits=None):
+    """Lower bound of ``A @ h_k + const`` over the box, where ``h_k = relu(z_{k-1})`` is the
+    input of layer k (``h_0 = x``), ``A`` (..., m, n_k), ``const`` (..., m).
+
+    ``relax[i]`` is ``relu_relaxation`` of layer i's bounds; ``alphas[i]`` (..., m, n_i)
+    optional lower slopes of unstable neurons; ``betas[i]`` (..., m, n_i) >= 0 multipliers
+    of split constraints ``splits[i]`` (+1: z >= 0, -1: z <= 0, 0: free), each adding
+    ``-beta * split * z`` (non-positive on the domain, so the bound stays valid).
+
+    Returns ``(lb (..., m), coefficients on x (..., m, n0), [coefficients on h_{i+1}])``.
+    """
+    xp = _xp(A)
+    kept = [None] * k
+    for i in range(k - 1, -1, -1):
+        sl, su, tu, unstable = relax[i]
+        kept[i] = A
+        ap = _pos(A)
+        an = A - ap
+        sl_i = sl[..., None, :]
+        if alphas is not None and alphas[i] is not None:
+            sl_i = xp.where(unstable[..., None, :], alphas[i], sl_i)
+        const = const + (an * tu[..., None, :]).sum(-1)
+        A = ap * sl_i + an * su[..., None, :]
+        if betas is not None and betas[i] is not None:
+            A = A - betas[i] * splits[i][..., None, :]
+        w, b = layers[i]
+        const = const + A @ b
+        A = A @ w
+    ap = _pos(A)
+    an = A - ap
+    lb = const + (ap * lower[..., None, :]).sum(-1) + (an * upper[..., None, :]).sum(-1)
+    return lb, A, kept
+
+
+def _both_signs(a, lead):
+    """``[a; -a]`` along the first axis, broadcast to the leading batch shape ``lead``."""
+    if isinstance(a, np.ndarray):
+        both = np.concatenate([a, -a])
+        return np.broadcast_to(both, (*lead, *both.shape))
+    both = _xp(a).cat([a, -a])
+    return both.expand(*lead, *both.shape)
+
+
+def _crown_layers(layers, lower, upper, clamp=None):
+    """CROWN bounds of every layer (output included) over boxes (..., n0); ``clamp(i, lo,
+    hi)`` may tighten layer i's bounds (split constraints, parent bounds) before they are
+    relaxed. Returns the list of (lo, hi) and the relaxations of the hidden layers."""
+    xp = _xp(lower)
+    ibp = interval_layers(layers, lower, upper)
     out, relax = [], []
-    for k, (w, b) in enumerate(net.layers):
+    for k, (w, b) in enumerate(layers):
         ilo, ihi = ibp[k]
         if k == 0:
             lo, hi = ilo, ihi
         else:
-            lo = _back_substitute(net, relax, k, w, b, lower, upper, True)
-            hi = _back_substitute(net, relax, k, w, b, lower, upper, False)
-            lo, hi = np.maximum(lo, ilo), np.minimum(hi, ihi)
-        lo, hi = _pad(lo, hi)
+            lead = tuple(lower.shape[:-1])
+            A = _both_signs(w, lead)
+            c = _both_signs(b, lead)
+            lb, _, _ = backward(layers, relax, k, A, c, lower, upper)
+            n = w.shape[0]
+            lo = xp.maximum(lb[..., :n], ilo)
+            hi = xp.minimum(-lb[..., n:], ihi)
+        lo, hi = pad(lo, hi)
+        if clamp is not None and k < len(layers) - 1:
+            lo, hi = clamp(k, lo, hi)
         out.append((lo, hi))
-        if k < len(net.layers) - 1:
-            relax.append(_relaxation(lo, hi))
+        if k < len(layers) - 1:
+            relax.append(relu_relaxation(lo, xp.maximum(hi, lo)))
+    return out, relax
+
+
+# --------------------------------------------------------------------------------------
+# numpy entry points (no torch import)
+def _box(lower, upper):
+    lower = np.asarray(lower, np.float64)
+    upper = np.asarray(upper, np.float64)
+    if np.any(lower > upper):
+        raise ValueError("box lower bound exceeds upper bound")
+    return lower, upper
+
+
+def interval(net: AffineNet, lower, upper) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Interval bounds (lo, hi) on every layer's pre-activation, output layer included."""
+    lower, upper = _box(lower, upper)
+    return [pad(lo, hi) for lo, hi in interval_layers(net.layers, lower, upper)]
+
+
+def crown(net: AffineNet, lower, upper) -> list[tuple[np.ndarray, np.ndarray]]:
+    """CROWN bounds (lo, hi) on every layer's pre-activation, output layer included."""
+    lower, upper = _box(lower, upper)
+    return _crown_layers(net.layers, lower, upper)[0]
+
+
+def alpha_crown(net: AffineNet, lower, upper, iters: int = 30):
+    """CROWN bounds with the output layer's bounds optimised over the lower slopes."""
+    lower, upper = _box(lower, upper)
+    out = crown(net, lower, upper)
+    if len(net.layers) == 1:
+        return out
+    eng = Batched(net, lower, upper)
+    import torch
+
+    w, b = eng.layers[-1]
+    hidden = eng.crown(eng.lo[None], eng.hi[None])[:-1]
+    A = torch.cat([w, -w])[None]
+    c = torch.cat([b, -b])[None]
+    lb = eng.optimize(hidden, A, c, iters=iters)[0][0].numpy()
+    m = w.shape[0]
+    lo, hi = pad(lb[:m], -lb[m:])
+    out[-1] = (np.maximum(out[-1][0], lo), np.minimum(out[-1][1], hi))
     return out
 
 
-METHODS = {"interval": interval, "crown": crown}
+METHODS = {"interval": interval, "crown": crown, "alpha-crown": alpha_crown}
 
 
 def compute(net: AffineNet, lower, upper, method: str = "crown"):
+    """Bounds on every layer's pre-activation by the named method (see ``METHODS``)."""
     try:
         fn = METHODS[method]
     except KeyError:
@@ -101,3 +220,136 @@ def compute(net: AffineNet, lower, upper, method: str = "crown"):
             f"unknown bound method {method!r}: choose one of {', '.join(METHODS)}"
         ) from None
     return fn(net, lower, upper)
+
+
+# --------------------------------------------------------------------------------------
+# torch: batches of boxes and of ReLU-split domains
+class Batched:
+    """The same formulas in torch (float64) on batches.
+
+    A *domain* is a box (B, n0) plus, per hidden layer i, ``splits[i]`` (B, n_i) with +1
+    (z >= 0 imposed), -1 (z <= 0 imposed) or 0, and optionally the parent's bounds to
+    intersect with. ``crown`` bounds every layer of a batch of domains; ``optimize`` lower
+    bounds ``A @ h + c`` of the last layer over alpha (and beta when splits are given)."""
+
+    def __init__(self, net: AffineNet, lower, upper):
+        import torch
+
+        self.torch = torch
+        self.layers = [
+            (torch.as_tensor(w, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64))
+            for w, b in net.layers
+        ]
+        self.lo = torch.as_tensor(np.asarray(lower, np.float64))
+        self.hi = torch.as_tensor(np.asarray(upper, np.float64))
+        self.n_relu = len(self.layers) - 1
+
+    def crown(self, lo, hi, splits=None, parent=None):
+        """CROWN bounds of every layer for boxes (B, n0), split neurons clamped and
+        intersected with ``parent`` bounds when given. Returns the list of (lo, hi)."""
+        torch = self.torch
+
+        def clamp(i, l_i, u_i):
+            if parent is not None:
+                l_i = torch.maximum(l_i, parent[i][0])
+                u_i = torch.minimum(u_i, parent[i][1])
+            if splits is not None:
+                l_i = torch.where(splits[i] > 0, l_i.clamp(min=0), l_i)
+                u_i = torch.where(splits[i] < 0, u_i.clamp(max=0), u_i)
+            return l_i, u_i
+
+        with torch.no_grad():
+            out, _ = _crown_layers(self.layers, lo, hi, clamp)
+        return out
+
+    @staticmethod
+    def infeasible(hidden):
+        """(B,) bool: some neuron's bounds crossed (an empty domain)."""
+        bad = None
+        for lo, up in hidden:
+            b = (lo > up + INFEASIBLE_TOL).any(dim=-1)
+            bad = b if bad is None else bad | b
+        return bad
+
+    def optimize(
+        self,
+        hidden,
+        A,
+        c,
+        iters=20,
+        lo=None,
+        hi=None,
+        splits=None,
+        lr_alpha=0.1,
+        lr_beta=0.05,
+        deadline=None,
+        stop_at=PROVE_TOL,
+    ):
+        """alpha(-beta)-CROWN lower bounds of ``A @ h_L + c`` (A (B, m, n_L), c (B, m)) given
+        the hidden layers' bounds. Every iterate is a valid bound (any alpha in [0, 1], any
+        beta >= 0), so the best per row is kept. Returns (lb (B, m), x coefficients of the
+        best bound (B, m, n0), h coefficients of the last pass)."""
+        torch = self.torch
+        lo = self.lo if lo is None else lo
+        hi = self.hi if hi is None else hi
+        k = len(self.layers) - 1
+        relax = [relu_relaxation(l_i, torch.maximum(u_i, l_i)) for l_i, u_i in hidden]
+        with torch.no_grad():
+            lb, Ax, kept = backward(self.layers, relax, k, A, c, lo, hi)
+        best, best_A = lb.clone(), Ax.clone()
+        if iters <= 0 or k == 0 or bool((lb > stop_at).all()):
+            return best, best_A, kept
+        m = A.shape[-2]
+        alphas = [
+            r[0][..., None, :].expand(*r[0].shape[:-1], m, r[0].shape[-1]).clone().requires_grad_()
+            for r in relax
+        ]
+        has_split = [bool((s != 0).any()) for s in splits] if splits is not None else []
+        betas = None
+        groups = [{"params": alphas, "lr": lr_alpha}]
+        if any(has_split):
+            betas = [
+                torch.zeros_like(alphas[i]).requires_grad_() if has else None
+                for i, has in enumerate(has_split)
+            ]
+            groups.append({"params": [b for b in betas if b is not None], "lr": lr_beta})
+            splits = [s.to(torch.float64) for s in splits]
+        opt = torch.optim.Adam(groups)
+        for _ in range(iters):
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            lb, Ax, kept_it = backward(self.layers, relax, k, A, c, lo, hi, alphas, betas, splits)
+            with torch.no_grad():
+                better = lb > best
+                best = torch.where(better, lb, best)
+                best_A = torch.where(better.unsqueeze(-1), Ax, best_A)
+            kept = [a.detach() for a in kept_it]
+            open_ = (best <= stop_at).any(dim=-1)
+            if not bool(open_.any()):
+                break
+            loss = -(lb.clamp(max=1.0) * open_.unsqueeze(-1)).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for a in alphas:
+                    a.clamp_(0.0, 1.0)
+                for b in betas or ():
+                    if b is not None:
+                        b.clamp_(min=0.0)
+        return best.detach(), best_A.detach(), kept
+
+    def margins_lower(self, lo, hi, splits=None, parent=None, iters=0, deadline=None):
+        """Lower bounds (B, m) of the output layer for a batch of domains, with the hidden
+        bounds used and the x coefficients: (lb, Ax, kept, hidden, infeasible)."""
+        torch = self.torch
+        hidden = self.crown(lo, hi, splits, parent)[:-1] if self.n_relu else []
+        w, b = self.layers[-1]
+        B = lo.shape[0]
+        A = w.expand(B, *w.shape)
+        c = b.expand(B, *b.shape)
+        lb, Ax, kept = self.optimize(
+            hidden, A, c, iters=iters, lo=lo, hi=hi, splits=splits, deadline=deadline
+        )
+        bad = self.infeasible(hidden) if hidden else torch.zeros(B, dtype=torch.bool)
+        return lb, Ax, kept, hidden, bad

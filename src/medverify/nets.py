@@ -107,16 +107,3 @@ class AffineNet:
             if i < len(self.layers) - 1:
                 mods.append(nn.ReLU())
         return nn.Sequential(*mods).to(dtype).eval()
-
-    def interval_bounds(self, lower: np.ndarray, upper: np.ndarray):
-        """Interval bounds on every layer's pre-activation (list) for inputs in a box."""
-        lo, hi = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
-        bounds = []
-        for i, (w, b) in enumerate(self.layers):
-            wp, wn = np.maximum(w, 0), np.minimum(w, 0)
-            zl = wp @ lo + wn @ hi + b
-            zu = wp @ hi + wn @ lo + b
-            bounds.append((zl, zu))
-            if i < len(self.layers) - 1:
-                lo, hi = np.maximum(zl, 0), np.maximum(zu, 0)
-        return bounds

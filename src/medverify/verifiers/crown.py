@@ -1,37 +1,34 @@
-"""alpha,beta-CROWN-style backend: auto_LiRPA 0.3 bounds plus our own branch and bound.
+"""alpha,beta-CROWN-style backend: our bound engine (``medverify.bounds``) plus our own
+branch and bound.
 
 Pipeline (each stage stops as soon as it decides):
 
 0. Fast path in numpy, before torch is even imported: a sign-gradient attack from the
    corner each margin's gradient points to (``attack.corner_search``), then CROWN bounds
-   in float64 (``medverify.bounds.crown``) -> counterexample or robust. Option
-   ``fast_path=False`` skips it.
+   in float64 (``bounds.crown``) -> counterexample or robust. Option ``fast_path=False``
+   skips the attack (the CROWN bound is still computed here, in numpy).
 1. PGD attack on the family parameters (``medverify.attack``) -> counterexample.
-2. CROWN on the margin network over the box, with auto_LiRPA -> robust if every lower
-   bound is positive.
-3. alpha-CROWN (auto_LiRPA ``CROWN-optimized``).
-4. Branch and bound until proof, counterexample or timeout:
+2. alpha-CROWN (``bounds.Batched.optimize``: lower slopes of unstable ReLUs optimised).
+3. Branch and bound until proof, counterexample or timeout, on ``bounds.Batched``:
 
-   - few parameters (brightness, contrast): *input splitting*. The box is bisected along
-     its widest side; many sub-boxes are bounded in one auto_LiRPA CROWN call (one batch
-     element per sub-box, per-element x_L/x_U), and the midpoint of every sub-box is
-     checked as a counterexample.
-   - many parameters (linf): *ReLU splitting* with beta-CROWN split constraints. auto_LiRPA
-     0.3 ships beta-CROWN only as internals of its own (absent) BaB driver, so the
-     bounding of split domains is done by a small batched dense CROWN engine here
-     (``_Dense``): intermediate bounds by CROWN with the split neurons clamped (z >= 0 or
-     z <= 0) and intersected with the parent's bounds, final bounds optimised over the
-     lower-relaxation slopes (alpha) and the Lagrange multipliers of the split
-     constraints (beta >= 0) with Adam. Every iterate is a valid bound (weak duality), so
-     the best one is kept. Branching picks the unstable neuron with the largest
-     ``|A| * (-l u / (u - l))`` (A its coefficient in the worst margin's bound). A domain
-     whose ReLUs are all fixed is decided exactly by an LP (scipy HiGHS).
+   - few parameters (brightness, contrast, bias fields up to ``input_split_max_dim``):
+     *input splitting*. The box is bisected along its widest side; a batch of sub-boxes is
+     bounded by one batched CROWN call, and the midpoint and the linear bound's minimiser
+     of every sub-box are checked as counterexamples.
+   - many parameters (linf): *ReLU splitting* with beta-CROWN split constraints: the
+     domains of a batch get CROWN intermediate bounds with their split neurons clamped
+     (z >= 0 or z <= 0) and intersected with their parent's bounds, and output bounds
+     optimised over alpha and the split multipliers beta >= 0 (Adam). Every iterate is a
+     valid bound (weak duality), so the best one is kept. Branching: the unstable neuron
+     with the largest BaBSR-like score ``|A| * (-l u / (u - l))`` (A its coefficient in
+     the worst margin's bound). A domain whose ReLUs are all fixed is decided exactly by
+     an LP (scipy HiGHS). PGD restarts from the worst domains' bound minimisers run
+     inside the loop (counterexamples hide in sub-domains).
 
    Soundness: ``robust`` only when every leaf domain has a lower bound above
    ``PROVE_TOL``, is infeasible (some l > u), or its LP optimum is above ``PROVE_TOL``.
    A counterexample is any point of the box with float64 margin <= -CEX_MARGIN on
-   ``problem.net``; candidates are the minimisers of the linear bounds and sub-box
-   midpoints.
+   ``problem.net``.
 """
 
 from __future__ import annotations
@@ -39,201 +36,15 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-import warnings
-from contextlib import contextmanager
 
 import numpy as np
 
 from .. import bounds
-from ..attack import corner_search, find_counterexample
-from .base import Problem, Result
+from ..attack import corner_search, find_counterexample, pgd
+from .base import CEX_MARGIN, Problem, Result
 
-PROVE_TOL = 1e-9  # a lower bound must exceed this to count as a proof
-INFEASIBLE_TOL = 1e-9  # l > u + this marks an empty domain
+PROVE_TOL = bounds.PROVE_TOL  # a lower bound must exceed this to count as a proof
 SAFETY_S = 0.3  # stop this long before the deadline
-
-
-@contextmanager
-def _float64_default():
-    """auto_LiRPA 0.3 casts optimised bounds to torch's default dtype: run it in float64."""
-    import torch
-
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
-
-
-class _Lirpa:
-    """One auto_LiRPA BoundedModule for the margin network, reused for every call."""
-
-    def __init__(self, margin_net):
-        import torch
-
-        from .._lirpa_compat import import_auto_lirpa
-
-        self.al = import_auto_lirpa()
-        self.torch = torch
-        model = margin_net.to_torch(torch.float64)
-        x0 = torch.zeros((1, margin_net.input_dim), dtype=torch.float64)
-        with _float64_default(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.module = self.al.BoundedModule(
-                model,
-                x0,
-                device="cpu",
-                bound_opts={"optimize_bound_args": {"iteration": 20, "lr_alpha": 0.1}},
-            )
-
-    def lower(self, lo: np.ndarray, hi: np.ndarray, method: str = "CROWN") -> np.ndarray:
-        """Lower bounds (batch, m) of the margins over boxes (batch, n)."""
-        torch = self.torch
-        lo_t = torch.as_tensor(np.atleast_2d(lo), dtype=torch.float64)
-        hi_t = torch.as_tensor(np.atleast_2d(hi), dtype=torch.float64)
-        x = (lo_t + hi_t) / 2
-        ptb = self.al.PerturbationLpNorm(norm=np.inf, x_L=lo_t, x_U=hi_t)
-        with _float64_default(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            lb, _ = self.module.compute_bounds(
-                x=(self.al.BoundedTensor(x, ptb),), method=method, bound_upper=False
-            )
-        return lb.detach().to(torch.float64).numpy()
-
-
-class _Dense:
-    """Batched CROWN / alpha-beta-CROWN on a dense ReLU net with per-domain split masks.
-
-    Layer i computes z_i = W_i h_i + b_i with h_0 = x and h_{i+1} = relu(z_i); the last
-    layer gives the margins. ``bounds[i] = (l_i, u_i)`` are (B, n_i) pre-activation bounds;
-    ``splits[i]`` (B, n_i) holds +1 (z >= 0 imposed), -1 (z <= 0 imposed) or 0.
-    """
-
-    def __init__(self, net, lo: np.ndarray, hi: np.ndarray):
-        import torch
-
-        self.torch = torch
-        self.W = [torch.as_tensor(w, dtype=torch.float64) for w, _ in net.layers]
-        self.b = [torch.as_tensor(b, dtype=torch.float64) for _, b in net.layers]
-        self.lo = torch.as_tensor(lo, dtype=torch.float64)
-        self.hi = torch.as_tensor(hi, dtype=torch.float64)
-        self.n_relu = len(self.W) - 1
-
-    def backward(self, A, k, bounds, alphas=None, betas=None, splits=None, keep=False):
-        """Lower bound of ``A z_k`` where ``A`` (B, m, n_k) are coefficients on layer k's
-        output. Returns (lb (B, m), coefficients on x (B, m, n0), [coefficients on h_{i+1}
-        per ReLU layer i] if keep)."""
-        torch = self.torch
-        const = A @ self.b[k]
-        A = A @ self.W[k]
-        kept = [None] * k
-        for i in range(k - 1, -1, -1):
-            lo, up = bounds[i]
-            if keep:
-                kept[i] = A
-            active = lo >= 0
-            inactive = up <= 0
-            unstable = ~(active | inactive)
-            denom = torch.where(unstable, up - lo, torch.ones_like(up))
-            su = torch.where(unstable, up / denom, active.to(up.dtype))
-            tu = torch.where(unstable, -lo * up / denom, torch.zeros_like(up))
-            if alphas is not None and alphas[i] is not None:
-                sl = torch.where(unstable.unsqueeze(1), alphas[i], active.unsqueeze(1).to(up.dtype))
-            else:
-                adaptive = (up > -lo).to(up.dtype)
-                sl = torch.where(unstable, adaptive, active.to(up.dtype)).unsqueeze(1)
-            ap, an = A.clamp(min=0), A.clamp(max=0)
-            const = const + (an * tu.unsqueeze(1)).sum(-1)
-            A = ap * sl + an * su.unsqueeze(1)
-            if betas is not None and betas[i] is not None:
-                # z >= 0 (split +1): bound f - beta z; z <= 0 (split -1): f + beta z
-                A = A - betas[i] * splits[i].unsqueeze(1).to(A.dtype)
-            const = const + A @ self.b[i]
-            A = A @ self.W[i]
-        lb = const + (A.clamp(min=0) * self.lo).sum(-1) + (A.clamp(max=0) * self.hi).sum(-1)
-        return lb, A, kept
-
-    def intermediate(self, splits, parent=None):
-        """Pre-activation bounds of every ReLU layer for a batch of domains, with split
-        neurons clamped and (when given) intersected with the parent's bounds. Returns
-        (bounds, infeasible (B,) bool)."""
-        torch = self.torch
-        B = splits[0].shape[0] if splits else 1
-        bounds = []
-        infeasible = torch.zeros(B, dtype=torch.bool)
-        for i in range(self.n_relu):
-            if i == 0:
-                wp, wn = self.W[0].clamp(min=0), self.W[0].clamp(max=0)
-                lo = (wp @ self.lo + wn @ self.hi + self.b[0]).expand(B, -1)
-                up = (wp @ self.hi + wn @ self.lo + self.b[0]).expand(B, -1)
-            else:
-                n = self.W[i].shape[0]
-                eye = torch.eye(n, dtype=torch.float64)
-                A = torch.cat([eye, -eye]).expand(B, -1, -1)
-                lb, _, _ = self.backward(A, i, bounds)
-                lo, up = lb[:, :n], -lb[:, n:]
-            if parent is not None:
-                lo = torch.maximum(lo, parent[i][0])
-                up = torch.minimum(up, parent[i][1])
-            lo = torch.where(splits[i] > 0, lo.clamp(min=0), lo)
-            up = torch.where(splits[i] < 0, up.clamp(max=0), up)
-            infeasible |= (lo > up + INFEASIBLE_TOL).any(dim=1)
-            up = torch.maximum(up, lo)
-            bounds.append((lo.contiguous(), up.contiguous()))
-        return bounds, infeasible
-
-    def optimized(self, bounds, splits, m, iters, lr_alpha=0.1, lr_beta=0.05, deadline=None):
-        """alpha-beta-CROWN lower bounds of the margins. Returns (best lb (B, m), x
-        coefficients of the best bound (B, m, n0), kept h coefficients of the last pass)."""
-        torch = self.torch
-        k = len(self.W) - 1
-        B = splits[0].shape[0] if splits else 1
-        A0 = torch.eye(m, dtype=torch.float64).expand(B, -1, -1)
-        with torch.no_grad():
-            lb, Ax, kept = self.backward(A0, k, bounds, keep=True)
-        best, best_A = lb.clone(), Ax.clone()
-        if iters <= 0 or k == 0 or bool((lb > PROVE_TOL).all()):
-            return best, best_A, kept
-        alphas = []
-        for lo, up in bounds:
-            init = (up > -lo).to(torch.float64).unsqueeze(1).expand(-1, m, -1).clone()
-            alphas.append(init.requires_grad_(True))
-        has_split = [bool((s != 0).any()) for s in splits]
-        betas = [
-            torch.zeros((B, m, s.shape[1]), dtype=torch.float64).requires_grad_(True)
-            if has
-            else None
-            for s, has in zip(splits, has_split, strict=True)
-        ]
-        groups = [{"params": alphas, "lr": lr_alpha}]
-        if any(has_split):
-            groups.append({"params": [b for b in betas if b is not None], "lr": lr_beta})
-        opt = torch.optim.Adam(groups)
-        for _ in range(iters):
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-            lb, Ax, kept_it = self.backward(A0, k, bounds, alphas, betas, splits, keep=True)
-            with torch.no_grad():
-                better = lb > best
-                best = torch.where(better, lb, best)
-                best_A = torch.where(better.unsqueeze(-1), Ax, best_A)
-            kept = [a.detach() for a in kept_it]
-            open_ = (best <= PROVE_TOL).any(dim=1)
-            if not bool(open_.any()):
-                break
-            # push up the bounds that are not yet proven
-            loss = -(lb.clamp(max=1.0) * open_.unsqueeze(1)).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for a in alphas:
-                    a.clamp_(0.0, 1.0)
-                for b in betas:
-                    if b is not None:
-                        b.clamp_(min=0.0)
-        return best.detach(), best_A.detach(), kept
 
 
 def _lp_leaf(net, lo, hi, bounds_np, splits_np):
@@ -287,10 +98,11 @@ class Verifier:
         alpha: bool = True,
         batch_size: int = 64,
         seed: int = 0,
-        input_split_max_dim: int = 4,
+        input_split_max_dim: int = 6,
         opt_iters: int = 20,
         bab: bool = True,
         fast_path: bool = True,
+        threads: int = 1,
     ):
         self.attack = bool(attack)
         self.attack_restarts = int(attack_restarts)
@@ -302,16 +114,17 @@ class Verifier:
         self.input_split_max_dim = int(input_split_max_dim)
         self.opt_iters = int(opt_iters)
         self.bab = bool(bab)
-        self.fast_path = bool(fast_path)  # numpy attack + CROWN before torch
+        self.fast_path = bool(fast_path)  # numpy attack before torch
+        self.threads = max(1, int(threads))
 
     def tool_version(self) -> str:
         try:
             from importlib.metadata import version
 
-            v = version("auto_LiRPA")
+            v = version("torch")
         except Exception:  # noqa: BLE001
             v = "?"
-        return f"auto_LiRPA {v} + medverify BaB"
+        return f"medverify bounds + BaB (torch {v})"
 
     # ------------------------------------------------------------------------------
     def verify(self, problem: Problem, timeout_s: float) -> Result:
@@ -323,36 +136,34 @@ class Verifier:
         # 0. the fast path, numpy only (no torch import): a sign-gradient attack from the
         # corner each margin's gradient points to, then CROWN bounds in float64. Most
         # instances end here in milliseconds.
-        if self.fast_path:
+        if self.fast_path and self.attack:
             t0 = time.perf_counter()
-            cex = corner_search(problem, net=margin) if self.attack else None
+            cex = corner_search(problem, net=margin)
             stats["fast_attack_time_s"] = round(time.perf_counter() - t0, 4)
             if cex is not None:
                 return self._cex(problem, cex, "found by sign-gradient attack", stats, "attack")
-            t0 = time.perf_counter()
-            lb = bounds.crown(margin, problem.lower, problem.upper)[-1][0]
-            stats["fast_crown_lower_bound"] = float(lb.min())
-            stats["fast_crown_time_s"] = round(time.perf_counter() - t0, 4)
-            if lb.min() > PROVE_TOL:
-                return self._robust(float(lb.min()), "CROWN (float64 engine)", stats)
+        t0 = time.perf_counter()
+        lb = bounds.crown(margin, problem.lower, problem.upper)[-1][0]
+        stats["crown_lower_bound"] = float(lb.min())
+        stats["crown_time_s"] = round(time.perf_counter() - t0, 4)
+        if lb.min() > PROVE_TOL:
+            return self._robust(float(lb.min()), "CROWN", stats)
 
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(self.threads)
 
-        # 1. a quick attack (sample points, one short PGD round): most counterexamples
-        # fall here, and it costs little on instances that CROWN then proves
+        # 1. the attack (sample points, grid for low-dimensional families, PGD)
         t0 = time.perf_counter()
         cex = None
         if self.attack:
             cex = find_counterexample(
                 problem,
                 restarts=self.attack_restarts,
-                steps=max(1, self.attack_steps // 5),
+                steps=self.attack_steps,
                 seed=self.seed,
-                time_budget_s=min(self.attack_budget_s, 0.05 * (deadline - t0)),
-                rounds=1,
-                grid=False,
+                time_budget_s=min(self.attack_budget_s, max(0.0, 0.1 * (deadline - t0))),
+                rounds=2,
             )
         stats["attack_time_s"] = round(time.perf_counter() - t0, 4)
         if cex is not None:
@@ -360,34 +171,13 @@ class Verifier:
         if time.perf_counter() > deadline:
             return Result("timeout", message="time ran out during the attack", stats=stats)
 
-        # 2. CROWN and 3. alpha-CROWN with auto_LiRPA
-        t0 = time.perf_counter()
-        lirpa = _Lirpa(margin)
-        lb = lirpa.lower(problem.lower, problem.upper, "CROWN")[0]
-        stats["crown_lower_bound"] = float(lb.min())
-        stats["crown_time_s"] = round(time.perf_counter() - t0, 4)
-        if lb.min() > PROVE_TOL:
-            return self._robust(float(lb.min()), "CROWN", stats)
-
-        # the full attack (dense grid for low-dimensional families, more PGD rounds)
-        t0 = time.perf_counter()
-        if self.attack:
-            cex = find_counterexample(
-                problem,
-                restarts=self.attack_restarts,
-                steps=self.attack_steps,
-                seed=self.seed + 1,
-                time_budget_s=min(self.attack_budget_s, max(0.0, 0.2 * (deadline - t0))),
-            )
-        stats["attack_time_s"] = round(stats["attack_time_s"] + time.perf_counter() - t0, 4)
-        if cex is not None:
-            return self._cex(problem, cex, "found by PGD attack", stats, "attack")
-        if self.alpha and margin.relu_count and time.perf_counter() < deadline:
-            # alpha-CROWN with our float64 engine: auto_LiRPA 0.3 keeps its alphas and best
-            # bounds partly in float32, which we measured to overshoot the true minimum by
-            # ~6e-9 on a tight instance (tests/test_crown.py::test_threshold_closed_form)
+        # 2. alpha-CROWN on the whole box
+        eng = bounds.Batched(margin, problem.lower, problem.upper)
+        if self.alpha and margin.relu_count:
             t0 = time.perf_counter()
-            lb_a = self._alpha_crown(problem, margin, deadline)
+            lb_a = eng.margins_lower(
+                eng.lo[None], eng.hi[None], iters=3 * self.opt_iters, deadline=deadline
+            )[0][0].numpy()
             lb = np.maximum(lb, lb_a)
             stats["alpha_crown_lower_bound"] = float(lb.min())
             stats["alpha_crown_time_s"] = round(time.perf_counter() - t0, 4)
@@ -400,28 +190,16 @@ class Verifier:
         if time.perf_counter() > deadline:
             return Result("timeout", message="time ran out after alpha-CROWN", stats=stats)
 
-        # 4. branch and bound
+        # 3. branch and bound
         t0 = time.perf_counter()
         if problem.net.input_dim <= self.input_split_max_dim:
-            result = self._input_split(problem, margin, lirpa, deadline, stats)
+            result = self._input_split(problem, margin, eng, deadline, stats)
         else:
-            result = self._relu_split(problem, margin, deadline, stats)
+            result = self._relu_split(problem, margin, eng, deadline, stats)
         stats["bab_time_s"] = round(time.perf_counter() - t0, 4)
         return result
 
     # ------------------------------------------------------------------------------
-    def _alpha_crown(self, problem, margin, deadline):
-        import torch
-
-        eng = _Dense(margin, problem.lower, problem.upper)
-        splits = [torch.zeros((1, w.shape[0]), dtype=torch.int8) for w, _ in margin.layers[:-1]]
-        with torch.no_grad():
-            bounds, _ = eng.intermediate(splits)
-        lb, _, _ = eng.optimized(
-            bounds, splits, margin.output_dim, 3 * self.opt_iters, deadline=deadline
-        )
-        return lb[0].numpy()
-
     def _robust(self, bound, method, stats):
         stats["proved_by"] = method
         return Result(
@@ -435,7 +213,16 @@ class Verifier:
         stats["counterexample_margin"] = float(m.min())
         return Result("counterexample", params=params, message=message, stats=stats)
 
-    def _input_split(self, problem, margin, lirpa, deadline, stats):
+    @staticmethod
+    def _worst_point(margin, pts):
+        """(row, value) of the point with the smallest float64 margin."""
+        vals = margin.forward(pts).min(axis=1)
+        i = int(np.argmin(vals))
+        return i, float(vals[i])
+
+    def _input_split(self, problem, margin, eng, deadline, stats):
+        import torch
+
         lo0, hi0 = problem.lower.copy(), problem.upper.copy()
         scale = np.where(hi0 > lo0, hi0 - lo0, 1.0)
         queue = [(lo0, hi0)]
@@ -452,13 +239,18 @@ class Verifier:
             lo = np.stack([b[0] for b in batch])
             hi = np.stack([b[1] for b in batch])
             visited += len(batch)
-            mids = (lo + hi) / 2
-            vals = margin.forward(mids).min(axis=1)
-            if vals.min() < 0:
+            lo_t, hi_t = torch.as_tensor(lo), torch.as_tensor(hi)
+            lb, Ax, _, _, _ = eng.margins_lower(lo_t, hi_t)
+            lb_min, worst = lb.min(dim=1)
+            a = Ax[torch.arange(len(worst)), worst]
+            corners = torch.where(a > 0, lo_t, hi_t).numpy()
+            pts = np.vstack([(lo + hi) / 2, corners])
+            i, val = self._worst_point(margin, pts)
+            if val <= -CEX_MARGIN:
                 stats.update(domains=visited)
-                return self._cex(problem, mids[int(np.argmin(vals))], "input split", stats, "bab")
-            lb = lirpa.lower(lo, hi, "CROWN").min(axis=1)
-            for i in np.flatnonzero(lb <= PROVE_TOL):
+                return self._cex(problem, pts[i], "input split", stats, "bab")
+            lb_min = lb_min.numpy()
+            for i in np.flatnonzero(lb_min <= PROVE_TOL):
                 width = (hi[i] - lo[i]) / scale
                 d = int(np.argmax(width))
                 if width[d] < 1e-12:
@@ -469,9 +261,9 @@ class Verifier:
                 left_hi[d], right_lo[d] = mid, mid
                 queue.append((lo[i], left_hi))
                 queue.append((right_lo, hi[i]))
-            ok = lb > PROVE_TOL
+            ok = lb_min > PROVE_TOL
             if ok.any():
-                proven_min = min(proven_min, float(lb[ok].min()))
+                proven_min = min(proven_min, float(lb_min[ok].min()))
         stats.update(domains=visited, undecided_domains=undecided)
         if undecided:
             return Result("unknown", message=f"{undecided} boxes too small to split", stats=stats)
@@ -480,23 +272,25 @@ class Verifier:
             "robust", margin_lower_bound=proven_min, message="proved by input split", stats=stats
         )
 
-    def _relu_split(self, problem, margin, deadline, stats):
+    def _relu_split(self, problem, margin, eng, deadline, stats):
         import torch
 
-        eng = _Dense(margin, problem.lower, problem.upper)
-        m = margin.output_dim
         sizes = [w.shape[0] for w, _ in margin.layers[:-1]]
         counter = itertools.count()
         root_splits = [torch.zeros((1, n), dtype=torch.int8) for n in sizes]
+        model = None  # torch margin net for PGD inside the loop (built on first use)
         # domains on a heap keyed by lower bound (worst first): (lb, id, splits, bounds)
         heap: list = []
         pending = [(root_splits, None)]
         proven_min = np.inf
         undecided = 0
         visited = 0
+        rounds = 0
         while pending:
             if time.perf_counter() > deadline:
                 break
+            rounds += 1
+            B = len(pending)
             splits = [torch.cat([p[0][i] for p in pending]) for i in range(len(sizes))]
             parent = None
             if pending[0][1] is not None:
@@ -507,30 +301,53 @@ class Verifier:
                     )
                     for i in range(len(sizes))
                 ]
-            visited += len(pending)
-            with torch.no_grad():
-                bounds, infeasible = eng.intermediate(splits, parent)
-            lb, Ax, kept = eng.optimized(
-                bounds, splits, m, self.opt_iters if self.alpha else 0, deadline=deadline
+            visited += B
+            lo_b, hi_b = eng.lo.expand(B, -1), eng.hi.expand(B, -1)
+            lb, Ax, kept, hidden, infeasible = eng.margins_lower(
+                lo_b,
+                hi_b,
+                splits,
+                parent,
+                iters=self.opt_iters if self.alpha else 0,
+                deadline=deadline,
             )
-            lb_min = lb.min(dim=1).values
+            lb_min, worst = lb.min(dim=1)
             # candidate points: minimisers of the worst margin's linear bound
-            worst = lb.argmin(dim=1)
-            a = Ax[torch.arange(len(worst)), worst]
-            pts = torch.where(a > 0, eng.lo, eng.hi).numpy()
-            vals = margin.forward(pts).min(axis=1)
-            if vals.min() < 0:
+            a = Ax[torch.arange(B), worst]
+            pts = torch.where(a > 0, lo_b, hi_b).numpy()
+            i, val = self._worst_point(margin, pts)
+            if val <= -CEX_MARGIN:
                 stats.update(domains=visited)
-                return self._cex(problem, pts[int(np.argmin(vals))], "ReLU split", stats, "bab")
+                return self._cex(problem, pts[i], "ReLU split", stats, "bab")
+            if self.attack and rounds % 8 == 0 and time.perf_counter() < deadline:
+                # PGD from the open domains' bound minimisers
+                if model is None:
+                    model = margin.to_torch(torch.float64)
+                open_rows = np.flatnonzero(lb_min.numpy() <= PROVE_TOL)[: self.attack_restarts]
+                if len(open_rows):
+                    p, _ = pgd(
+                        model,
+                        problem.lower,
+                        problem.upper,
+                        restarts=len(open_rows),
+                        steps=max(1, self.attack_steps // 5),
+                        seed=self.seed + rounds,
+                        deadline=deadline,
+                        starts=pts[open_rows],
+                    )
+                    p = np.clip(p, problem.lower, problem.upper)
+                    if float(margin.forward(p).min()) <= -CEX_MARGIN:
+                        stats.update(domains=visited)
+                        return self._cex(problem, p, "PGD inside BaB", stats, "bab-attack")
             pending = []
-            for d in range(len(lb_min)):
+            for d in range(B):
                 if bool(infeasible[d]):
                     continue
                 if float(lb_min[d]) > PROVE_TOL:
                     proven_min = min(proven_min, float(lb_min[d]))
                     continue
                 dom_splits = [s[d : d + 1] for s in splits]
-                dom_bounds = [(lo[d : d + 1], up[d : d + 1]) for lo, up in bounds]
+                dom_bounds = [(lo[d : d + 1], up[d : d + 1]) for lo, up in hidden]
                 score = self._scores(dom_bounds, dom_splits, [k[d, worst[d]] for k in kept])
                 if score is None:
                     status, val = self._leaf(margin, problem, dom_bounds, dom_splits)
@@ -568,10 +385,10 @@ class Verifier:
         )
 
     @staticmethod
-    def _scores(bounds, splits, coeffs):
+    def _scores(bounds_, splits, coeffs):
         """(layer, index) of the unstable, unsplit neuron to branch on, or None."""
         best, where = -1.0, None
-        for i, ((lo, up), s, a) in enumerate(zip(bounds, splits, coeffs, strict=True)):
+        for i, ((lo, up), s, a) in enumerate(zip(bounds_, splits, coeffs, strict=True)):
             lo, up, s = lo[0], up[0], s[0]
             unstable = (lo < 0) & (up > 0) & (s == 0)
             if not bool(unstable.any()):
@@ -585,12 +402,12 @@ class Verifier:
         return where
 
     @staticmethod
-    def _leaf(margin, problem, bounds, splits):
-        bounds_np = [(lo[0].numpy(), up[0].numpy()) for lo, up in bounds]
+    def _leaf(margin, problem, bounds_, splits):
+        bounds_np = [(lo[0].numpy(), up[0].numpy()) for lo, up in bounds_]
         splits_np = [s[0].numpy() for s in splits]
         status, val = _lp_leaf(margin, problem.lower, problem.upper, bounds_np, splits_np)
         if status == "candidate":
-            if margin.forward(val).min() < 0:
+            if margin.forward(val).min() <= -CEX_MARGIN:
                 return "candidate", val
             return "failed", None
         return status, val
