@@ -132,6 +132,8 @@ def _random_problem(rng, family):
 def test_soundness_against_sampling():
     """30 random tiny ReLU nets near their sampled threshold: never robust where dense
     sampling finds a violation; every counterexample is real."""
+    import torch  # noqa: F401  (imported up front: the 5 s budgets are for deciding)
+
     rng = np.random.default_rng(12)
     decided = 0
     for t in range(30):

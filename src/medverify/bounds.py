@@ -306,16 +306,19 @@ class Batched:
         ]
         has_split = [bool((s != 0).any()) for s in splits] if splits is not None else []
         betas = None
-        groups = [{"params": alphas, "lr": lr_alpha}]
+        params, lrs = list(alphas), [lr_alpha] * len(alphas)
         if any(has_split):
             betas = [
                 torch.zeros_like(alphas[i]).requires_grad_() if has else None
                 for i, has in enumerate(has_split)
             ]
-            groups.append({"params": [b for b in betas if b is not None], "lr": lr_beta})
+            params += [b for b in betas if b is not None]
+            lrs += [lr_beta] * (len(params) - len(alphas))
             splits = [s.to(torch.float64) for s in splits]
-        opt = torch.optim.Adam(groups)
-        for _ in range(iters):
+        # Adam by hand: torch.optim's first use costs seconds of imports per job
+        m1 = [torch.zeros_like(q) for q in params]
+        m2 = [torch.zeros_like(q) for q in params]
+        for step in range(1, iters + 1):
             if deadline is not None and time.perf_counter() > deadline:
                 break
             lb, Ax, kept_it = backward(self.layers, relax, k, A, c, lo, hi, alphas, betas, splits)
@@ -327,11 +330,15 @@ class Batched:
             open_ = (best <= stop_at).any(dim=-1)
             if not bool(open_.any()):
                 break
+            # push up the bounds that are not yet proven
             loss = -(lb.clamp(max=1.0) * open_.unsqueeze(-1)).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            grads = torch.autograd.grad(loss, params)
             with torch.no_grad():
+                for q, g, a1, a2, lr in zip(params, grads, m1, m2, lrs, strict=True):
+                    a1.mul_(0.9).add_(g, alpha=0.1)
+                    a2.mul_(0.999).addcmul_(g, g, value=0.001)
+                    den = (a2 / (1 - 0.999**step)).sqrt_().add_(1e-8)
+                    q.addcdiv_(a1, den, value=-lr / (1 - 0.9**step))
                 for a in alphas:
                     a.clamp_(0.0, 1.0)
                 for b in betas or ():
