@@ -36,6 +36,8 @@ from .nets import AffineNet
 SAFETY = 1e-9
 #: a lower bound must exceed this to count as a proof (shared with the crown backend)
 PROVE_TOL = 1e-9
+#: alpha/beta optimisation stops after this many steps without improvement
+PATIENCE = 20
 #: l > u + this marks an empty (infeasible) split domain
 INFEASIBLE_TOL = 1e-9
 
@@ -285,14 +287,16 @@ class Batched:
         deadline=None,
         stop_at=PROVE_TOL,
     ):
-        """alpha(-beta)-CROWN lower bounds of ``A @ h_L + c`` (A (B, m, n_L), c (B, m)) given
-        the hidden layers' bounds. Every iterate is a valid bound (any alpha in [0, 1], any
+        """alpha(-beta)-CROWN lower bounds of ``A @ h_k + c`` (A (B, m, n_k), c (B, m)) given
+        the bounds of hidden layers 0..k-1. Rows whose bound is above ``stop_at`` stop
+        being pushed; the loop also stops when no open row improved for ``PATIENCE``
+        steps. Every iterate is a valid bound (any alpha in [0, 1], any
         beta >= 0), so the best per row is kept. Returns (lb (B, m), x coefficients of the
         best bound (B, m, n0), h coefficients of the last pass)."""
         torch = self.torch
         lo = self.lo if lo is None else lo
         hi = self.hi if hi is None else hi
-        k = len(self.layers) - 1
+        k = len(hidden)  # A acts on h_k, the input of layer k
         relax = [relu_relaxation(l_i, torch.maximum(u_i, l_i)) for l_i, u_i in hidden]
         with torch.no_grad():
             lb, Ax, kept = backward(self.layers, relax, k, A, c, lo, hi)
@@ -318,6 +322,7 @@ class Batched:
         # Adam by hand: torch.optim's first use costs seconds of imports per job
         m1 = [torch.zeros_like(q) for q in params]
         m2 = [torch.zeros_like(q) for q in params]
+        last, stall = -float("inf"), 0
         for step in range(1, iters + 1):
             if deadline is not None and time.perf_counter() > deadline:
                 break
@@ -327,11 +332,18 @@ class Batched:
                 best = torch.where(better, lb, best)
                 best_A = torch.where(better.unsqueeze(-1), Ax, best_A)
             kept = [a.detach() for a in kept_it]
-            open_ = (best <= stop_at).any(dim=-1)
+            open_ = best <= stop_at
             if not bool(open_.any()):
                 break
+            score = float(best.clamp(max=1.0).sum())
+            if score > last + 1e-7 * (1 + abs(last)):
+                last, stall = score, 0
+            else:
+                stall += 1
+                if stall >= PATIENCE:
+                    break
             # push up the bounds that are not yet proven
-            loss = -(lb.clamp(max=1.0) * open_.unsqueeze(-1)).sum()
+            loss = -(lb.clamp(max=1.0) * open_).sum()
             grads = torch.autograd.grad(loss, params)
             with torch.no_grad():
                 for q, g, a1, a2, lr in zip(params, grads, m1, m2, lrs, strict=True):
@@ -345,6 +357,36 @@ class Batched:
                     if b is not None:
                         b.clamp_(min=0.0)
         return best.detach(), best_A.detach(), kept
+
+    def optimized_hidden(self, lo, hi, iters=20, deadline=None):
+        """Bounds of every hidden layer for boxes (B, n0): CROWN, then for layers >= 1 the
+        unstable neurons' lower and upper bounds optimised over their own alphas
+        (alpha-CROWN for intermediate layers), each layer using the tightened ones before
+        it. Returns the list of (lo, hi)."""
+        torch = self.torch
+        base = self.crown(lo, hi)[:-1]
+        hidden = []
+        B = lo.shape[0]
+        for k, (l_k, u_k) in enumerate(base):
+            unstable = ((l_k < 0) & (u_k > 0)).any(dim=0)
+            if k > 0 and bool(unstable.any()):
+                if deadline is not None and time.perf_counter() > deadline:
+                    hidden += base[k:]
+                    break
+                idx = unstable.nonzero().flatten()
+                w, b = self.layers[k]
+                A = torch.cat([w[idx], -w[idx]]).expand(B, -1, -1)
+                c = torch.cat([b[idx], -b[idx]]).expand(B, -1)
+                lb, _, _ = self.optimize(
+                    hidden, A, c, iters=iters, lo=lo, hi=hi, deadline=deadline, stop_at=0.0
+                )
+                n = len(idx)
+                new_lo, new_hi = pad(lb[:, :n], -lb[:, n:])
+                l_k, u_k = l_k.clone(), u_k.clone()
+                l_k[:, idx] = torch.maximum(l_k[:, idx], new_lo)
+                u_k[:, idx] = torch.minimum(u_k[:, idx], new_hi)
+            hidden.append((l_k, u_k))
+        return hidden
 
     def margins_lower(self, lo, hi, splits=None, parent=None, iters=0, deadline=None):
         """Lower bounds (B, m) of the output layer for a batch of domains, with the hidden

@@ -171,12 +171,16 @@ class Verifier:
         if time.perf_counter() > deadline:
             return Result("timeout", message="time ran out during the attack", stats=stats)
 
-        # 2. alpha-CROWN on the whole box
+        # 2. alpha-CROWN on the whole box, intermediate layers included; these bounds are
+        # the root of the branch and bound (every domain intersects with them)
         eng = bounds.Batched(margin, problem.lower, problem.upper)
+        root = None
         if self.alpha and margin.relu_count:
             t0 = time.perf_counter()
+            lo_t, hi_t = eng.lo[None], eng.hi[None]
+            root = eng.optimized_hidden(lo_t, hi_t, iters=self.opt_iters, deadline=deadline)
             lb_a = eng.margins_lower(
-                eng.lo[None], eng.hi[None], iters=3 * self.opt_iters, deadline=deadline
+                lo_t, hi_t, parent=root, iters=3 * self.opt_iters, deadline=deadline
             )[0][0].numpy()
             lb = np.maximum(lb, lb_a)
             stats["alpha_crown_lower_bound"] = float(lb.min())
@@ -195,7 +199,7 @@ class Verifier:
         if problem.net.input_dim <= self.input_split_max_dim:
             result = self._input_split(problem, margin, eng, deadline, stats)
         else:
-            result = self._relu_split(problem, margin, eng, deadline, stats)
+            result = self._relu_split(problem, margin, eng, root, deadline, stats)
         stats["bab_time_s"] = round(time.perf_counter() - t0, 4)
         return result
 
@@ -272,7 +276,7 @@ class Verifier:
             "robust", margin_lower_bound=proven_min, message="proved by input split", stats=stats
         )
 
-    def _relu_split(self, problem, margin, eng, deadline, stats):
+    def _relu_split(self, problem, margin, eng, root, deadline, stats):
         import torch
 
         sizes = [w.shape[0] for w, _ in margin.layers[:-1]]
@@ -281,7 +285,7 @@ class Verifier:
         model = None  # torch margin net for PGD inside the loop (built on first use)
         # domains on a heap keyed by lower bound (worst first): (lb, id, splits, bounds)
         heap: list = []
-        pending = [(root_splits, None)]
+        pending = [(root_splits, root)]
         proven_min = np.inf
         undecided = 0
         visited = 0
@@ -293,7 +297,7 @@ class Verifier:
             B = len(pending)
             splits = [torch.cat([p[0][i] for p in pending]) for i in range(len(sizes))]
             parent = None
-            if pending[0][1] is not None:
+            if all(p[1] is not None for p in pending):
                 parent = [
                     (
                         torch.cat([p[1][i][0] for p in pending]),
