@@ -388,11 +388,35 @@ class Batched:
             hidden.append((l_k, u_k))
         return hidden
 
-    def margins_lower(self, lo, hi, splits=None, parent=None, iters=0, deadline=None):
-        """Lower bounds (B, m) of the output layer for a batch of domains, with the hidden
-        bounds used and the x coefficients: (lb, Ax, kept, hidden, infeasible)."""
+    def clamp_splits(self, parent, splits):
+        """The parent's hidden bounds with split neurons clamped (z >= 0: l = max(l, 0);
+        z <= 0: u = min(u, 0)), without recomputing them: beta carries the split's effect
+        on the output bound."""
         torch = self.torch
-        hidden = self.crown(lo, hi, splits, parent)[:-1] if self.n_relu else []
+        out = []
+        for (l_i, u_i), s in zip(parent, splits, strict=True):
+            out.append(
+                (
+                    torch.where(s > 0, l_i.clamp(min=0), l_i),
+                    torch.where(s < 0, u_i.clamp(max=0), u_i),
+                )
+            )
+        return out
+
+    def margins_lower(
+        self, lo, hi, splits=None, parent=None, iters=0, deadline=None, inherit=False
+    ):
+        """Lower bounds (B, m) of the output layer for a batch of domains, with the hidden
+        bounds used and the x coefficients: (lb, Ax, kept, hidden, infeasible). The hidden
+        bounds are recomputed by CROWN (intersected with ``parent``), or with ``inherit``
+        taken from ``parent`` with the splits clamped (much cheaper on wide layers)."""
+        torch = self.torch
+        if not self.n_relu:
+            hidden = []
+        elif inherit and parent is not None:
+            hidden = self.clamp_splits(parent, splits)
+        else:
+            hidden = self.crown(lo, hi, splits, parent)[:-1]
         w, b = self.layers[-1]
         B = lo.shape[0]
         A = w.expand(B, *w.shape)

@@ -103,6 +103,7 @@ class Verifier:
         bab: bool = True,
         fast_path: bool = True,
         threads: int = 1,
+        inherit_bounds: bool = True,
     ):
         self.attack = bool(attack)
         self.attack_restarts = int(attack_restarts)
@@ -116,6 +117,9 @@ class Verifier:
         self.bab = bool(bab)
         self.fast_path = bool(fast_path)  # numpy attack before torch
         self.threads = max(1, int(threads))
+        # ReLU split: children take the parent's hidden bounds (splits clamped) instead of
+        # recomputing them by CROWN, whose cost grows with width x input size per domain
+        self.inherit_bounds = bool(inherit_bounds)
 
     def tool_version(self) -> str:
         try:
@@ -285,6 +289,8 @@ class Verifier:
         model = None  # torch margin net for PGD inside the loop (built on first use)
         # domains on a heap keyed by lower bound (worst first): (lb, id, splits, bounds)
         heap: list = []
+        if root is None:
+            root = eng.crown(eng.lo[None], eng.hi[None])[:-1]
         pending = [(root_splits, root)]
         proven_min = np.inf
         undecided = 0
@@ -314,6 +320,7 @@ class Verifier:
                 parent,
                 iters=self.opt_iters if self.alpha else 0,
                 deadline=deadline,
+                inherit=self.inherit_bounds,
             )
             lb_min, worst = lb.min(dim=1)
             # candidate points: minimisers of the worst margin's linear bound
