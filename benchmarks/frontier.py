@@ -1,0 +1,340 @@
+"""L-infinity instances at the decision frontier, run by several backends side by side.
+
+    python benchmarks/frontier.py build --out results/frontier --inputs 50
+    python benchmarks/frontier.py run --out results/frontier --backends crown milp marabou \
+        --timeout 60 [--tag after] [--options crown='{"threads": 2}']
+    python benchmarks/frontier.py report --out results/frontier [--tags before after]
+
+``build``: for each network (``--nets``, default all five of ``NETWORKS``; trained with
+``medverify train`` into ``--models-dir/<net>`` when missing), take the first
+``--inputs`` correctly classified test images; per image find by bisection the largest
+eps (8-bit units k) that plain CROWN proves (lower end) and the smallest at which an
+attack (corner search, then PGD) finds a counterexample (upper end), and emit the
+instances lower x 1.2, the midpoint and upper x 0.95 that fall strictly inside the gap.
+Each instance is kept as VNNLIB next to the network's single-file ONNX, listed in a
+VNN-COMP ``instances.csv`` (onnx, vnnlib, timeout) so any tool can rerun them, plus
+``instances.json`` with the image index, label and both ends.
+
+``run``: every backend on every instance as a real job (forked child, hard timeout,
+onnxruntime replay), appending one JSON line per (instance, backend) to
+``runs/<tag>.jsonl`` (resumable: pairs already there are skipped). ``--limit`` caps the
+instances per network (e.g. for the slow backends).
+
+``report``: per network and backend (and tag): decided count and share, median and p95
+time (undecided count as the timeout), and the crown/marabou and crown/milp ratios of
+median time on the instances both ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: name -> (dataset, data dir, architecture, channels)
+NETWORKS = {
+    "pneumonia_mlp": ("pneumoniamnist", "../shared/data/medmnist", "mlp", 1),
+    "pneumonia_cnn3": ("pneumoniamnist", "../shared/data/medmnist", "cnn3", 1),
+    "mnist_mlp256x2": ("mnist10k", "../shared/data/mnist", "mlp256x2", 1),
+    "mnist_mlp256x4": ("mnist10k", "../shared/data/mnist", "mlp256x4", 1),
+    "retina_cnn3": ("retinamnist", "../shared/data/medmnist", "cnn3", 3),
+}
+K_MAX = 64.0  # the search for the attack end stops here (8-bit units)
+
+
+def _md5(dataset):
+    return None if dataset == "mnist10k" else "auto"
+
+
+def ensure_model(name: str, models_dir: Path) -> Path:
+    """The network's ONNX, training it (``medverify train`` defaults) when missing."""
+    from medverify import onnx_io
+
+    dataset, data_dir, arch, channels = NETWORKS[name]
+    out = models_dir / name
+    onnx = out / "model.onnx"
+    if onnx.exists():
+        return onnx
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "model.pt").exists():
+        from medverify import pipeline
+
+        pipeline.train_and_export(
+            dataset,
+            data_dir,
+            arch,
+            str(out / "model.pt"),
+            str(onnx),
+            str(out / "metrics.json"),
+            channels=channels,
+            md5=_md5(dataset),
+            parity_tol=1e-4,
+        )
+        return onnx
+    from medverify import models
+
+    model, meta = models.load(out / "model.pt")
+    onnx_io.export_torch(model, (meta["in_channels"], 28, 28), onnx)
+    return onnx
+
+
+def _crown_proves(net, image, label, k) -> bool:
+    from medverify import bounds
+    from medverify.verify import build_problem
+
+    p = build_problem(net, image, label, "linf", k)
+    return float(bounds.crown(p.margin_net(), p.lower, p.upper)[-1][0].min()) > 0
+
+
+def _attack_finds(net, image, label, k, seed=0) -> bool:
+    from medverify.attack import corner_search, find_counterexample
+    from medverify.verify import build_problem
+
+    p = build_problem(net, image, label, "linf", k)
+    if corner_search(p) is not None:
+        return True
+    return find_counterexample(p, restarts=8, steps=30, seed=seed, time_budget_s=0.5) is not None
+
+
+def frontier(net, image, label, steps: int = 10) -> tuple[float, float] | None:
+    """(largest k CROWN proves, smallest k the attack breaks), bisected; None if the
+    attack finds nothing up to K_MAX."""
+    hi = 1.0
+    while not _attack_finds(net, image, label, hi):
+        hi *= 2
+        if hi > K_MAX:
+            return None
+    lo_a = hi / 2 if hi > 1 else 0.0
+    for _ in range(steps):  # attack end in (lo_a, hi]
+        mid = (lo_a + hi) / 2
+        if _attack_finds(net, image, label, mid):
+            hi = mid
+        else:
+            lo_a = mid
+    lo, up = 0.0, hi
+    for _ in range(steps + 4):  # CROWN end in [lo, up)
+        mid = (lo + up) / 2
+        if _crown_proves(net, image, label, mid):
+            lo = mid
+        else:
+            up = mid
+    return lo, hi
+
+
+def build(args) -> int:
+    from medverify import data, onnx_io, vnnlib
+    from medverify.verify import build_problem
+
+    out = Path(args.out)
+    (out / "onnx").mkdir(parents=True, exist_ok=True)
+    (out / "vnnlib").mkdir(parents=True, exist_ok=True)
+    listing = out / "instances.json"
+    # rebuilding some networks keeps the others' instances
+    instances = json.loads(listing.read_text()) if listing.exists() else []
+    instances = [i for i in instances if i["net"] not in args.nets]
+    for name in args.nets:
+        dataset, data_dir, _, channels = NETWORKS[name]
+        src = ensure_model(name, Path(args.models_dir))
+        onnx = out / "onnx" / f"{name}.onnx"
+        onnx.write_bytes(src.read_bytes())
+        net = onnx_io.load_affine(onnx)
+        test = data.load(dataset, data_dir, channels=channels, md5=_md5(dataset), splits=("test",))
+        test = test["test"]
+        preds = net.forward(test.images.reshape(len(test.images), -1)).argmax(axis=1)
+        chosen = np.flatnonzero(preds == test.labels)[: args.inputs]
+        t0 = time.perf_counter()
+        for idx in chosen:
+            image, label = test.images[idx], int(test.labels[idx])
+            ends = frontier(net, image, label)
+            if ends is None:
+                continue
+            k_lo, k_hi = ends
+            ks = sorted({round(k, 4) for k in (1.2 * k_lo, (k_lo + k_hi) / 2, 0.95 * k_hi)})
+            for k in ks:
+                if not k_lo < k < k_hi:
+                    continue
+                vnn = out / "vnnlib" / f"{name}_{idx}_{k:g}.vnnlib"
+                p = build_problem(net, image, label, "linf", k)
+                vnnlib.write_problem(
+                    vnn, p, comment=f"{name} test index {idx} label {label} k {k:g}"
+                )
+                instances.append(
+                    {
+                        "net": name,
+                        "index": int(idx),
+                        "label": label,
+                        "k": k,
+                        "crown_k": k_lo,
+                        "attack_k": k_hi,
+                        "onnx": str(onnx.relative_to(out)),
+                        "vnnlib": str(vnn.relative_to(out)),
+                    }
+                )
+        print(f"{name}: {len(chosen)} inputs, {time.perf_counter() - t0:.0f} s", flush=True)
+        listing.write_text(json.dumps(instances, indent=1))  # after each network
+        with open(out / "instances.csv", "w") as fh:
+            for inst in instances:
+                fh.write(f"{inst['onnx']},{inst['vnnlib']},{args.timeout:g}\n")
+    print(f"{len(instances)} instances -> {out}")
+    return 0
+
+
+def _key(inst):
+    return f"{inst['net']}/{inst['index']}/{inst['k']:g}"
+
+
+def run(args) -> int:
+    from medverify import data, onnx_io
+    from medverify.verify import build_problem, run_verifier
+
+    out = Path(args.out)
+    instances = json.loads((out / "instances.json").read_text())
+    options = {}
+    for item in args.options or []:
+        backend, _, js = item.partition("=")
+        options[backend] = json.loads(js)
+    runs = out / "runs"
+    runs.mkdir(exist_ok=True)
+    path = runs / f"{args.tag}.jsonl"
+    done = set()
+    if path.exists():
+        done = {(r["key"], r["backend"]) for r in map(json.loads, path.read_text().splitlines())}
+    per_net: dict = {}
+    cache: dict = {}
+    with open(path, "a") as fh:
+        for inst in instances:
+            name = inst["net"]
+            if args.nets and name not in args.nets:
+                continue
+            per_net[name] = per_net.get(name, 0) + 1
+            if args.limit and per_net[name] > args.limit:
+                continue
+            if name not in cache:
+                dataset, data_dir, _, channels = NETWORKS[name]
+                test = data.load(
+                    dataset, data_dir, channels=channels, md5=_md5(dataset), splits=("test",)
+                )["test"]
+                onnx = out / inst["onnx"]
+                cache[name] = (onnx_io.load_affine(onnx), onnx_io.OrtClassifier(onnx), test)
+            net, ort, test = cache[name]
+            problem = build_problem(
+                net, test.images[inst["index"]], inst["label"], "linf", inst["k"]
+            )
+            for backend in args.backends:
+                if (_key(inst), backend) in done:
+                    continue
+                t0 = time.perf_counter()
+                got = run_verifier(problem, backend, args.timeout, ort, options.get(backend))
+                row = {
+                    "key": _key(inst),
+                    "net": name,
+                    "k": inst["k"],
+                    "backend": backend,
+                    "status": got["status"],
+                    "seconds": got.get("verifier_time_s", time.perf_counter() - t0),
+                    "wall_s": time.perf_counter() - t0,
+                    "timeout_s": args.timeout,
+                    "message": str(got.get("message", ""))[:200],
+                }
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+                print(
+                    f"{row['key']:28s} {backend:8s} {row['status']:15s} {row['seconds']:7.2f} s",
+                    flush=True,
+                )
+    return 0
+
+
+def report(args) -> int:
+    import pandas as pd
+
+    out = Path(args.out)
+    frames = []
+    for f in sorted((out / "runs").glob("*.jsonl")):
+        if args.tags and f.stem not in args.tags:
+            continue
+        df = pd.read_json(f, lines=True)
+        df["tag"] = f.stem
+        frames.append(df)
+    if not frames:
+        print(f"no runs under {out / 'runs'}", file=sys.stderr)
+        return 1
+    df = pd.concat(frames, ignore_index=True)
+    df["decided"] = df.status.isin(["robust", "counterexample"])
+    df["t"] = np.where(df.decided, df.seconds, df.timeout_s)
+    df["run"] = df.tag + ":" + df.backend
+    rows = []
+    for (net, run_), g in df.groupby(["net", "run"]):
+        rows.append(
+            {
+                "net": net,
+                "run": run_,
+                "n": len(g),
+                "decided": int(g.decided.sum()),
+                "share": round(g.decided.mean(), 3),
+                "robust": int((g.status == "robust").sum()),
+                "cex": int((g.status == "counterexample").sum()),
+                "median_s": round(g.t.median(), 3),
+                "p95_s": round(g.t.quantile(0.95), 3),
+            }
+        )
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False))
+    # every run against every other crown run on the same instances
+    crown_runs = sorted(r for r in df.run.unique() if r.endswith(":crown"))
+    for cr in crown_runs:
+        for other in sorted(df.run.unique()):
+            if other == cr or other.endswith(":crown") and other < cr:
+                continue
+            a = df[df.run == cr].set_index("key")
+            b = df[df.run == other].set_index("key")
+            common = a.index.intersection(b.index)
+            if not len(common):
+                continue
+            ratio = a.loc[common, "t"].median() / max(b.loc[common, "t"].median(), 1e-9)
+            lost = int((b.loc[common, "decided"] & ~a.loc[common, "decided"]).sum())
+            conflict = int(
+                (
+                    a.loc[common, "decided"]
+                    & b.loc[common, "decided"]
+                    & (a.loc[common, "status"] != b.loc[common, "status"])
+                ).sum()
+            )
+            print(
+                f"{cr} / {other}: {len(common)} common instances, median time ratio "
+                f"{ratio:.3g}; decided by {other} but not {cr}: {lost}; conflicting "
+                f"verdicts: {conflict}"
+            )
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--out", default="results/frontier")
+    b.add_argument("--models-dir", default="results/models")
+    b.add_argument("--nets", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    b.add_argument("--inputs", type=int, default=50)
+    b.add_argument("--timeout", type=float, default=60.0, help="written to instances.csv")
+    r = sub.add_parser("run")
+    r.add_argument("--out", default="results/frontier")
+    r.add_argument("--backends", nargs="+", default=["crown", "milp", "marabou"])
+    r.add_argument("--timeout", type=float, default=60.0)
+    r.add_argument("--tag", default="run")
+    r.add_argument("--nets", nargs="*", choices=list(NETWORKS))
+    r.add_argument("--limit", type=int, default=0, help="instances per network (0: all)")
+    r.add_argument("--options", nargs="*", help="backend='{json options}'")
+    p = sub.add_parser("report")
+    p.add_argument("--out", default="results/frontier")
+    p.add_argument("--tags", nargs="*")
+    args = ap.parse_args(argv)
+    return {"build": build, "run": run, "report": report}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
