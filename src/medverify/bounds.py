@@ -245,6 +245,7 @@ class Batched:
         self.lo = torch.as_tensor(np.asarray(lower, np.float64))
         self.hi = torch.as_tensor(np.asarray(upper, np.float64))
         self.n_relu = len(self.layers) - 1
+        self.last_alphas = None
 
     def crown(self, lo, hi, splits=None, parent=None):
         """CROWN bounds of every layer for boxes (B, n0), split neurons clamped and
@@ -286,13 +287,16 @@ class Batched:
         lr_beta=0.05,
         deadline=None,
         stop_at=PROVE_TOL,
+        alpha_init=None,
     ):
         """alpha(-beta)-CROWN lower bounds of ``A @ h_k + c`` (A (B, m, n_k), c (B, m)) given
         the bounds of hidden layers 0..k-1. Rows whose bound is above ``stop_at`` stop
         being pushed; the loop also stops when no open row improved for ``PATIENCE``
         steps. Every iterate is a valid bound (any alpha in [0, 1], any
         beta >= 0), so the best per row is kept. Returns (lb (B, m), x coefficients of the
-        best bound (B, m, n0), h coefficients of the last pass)."""
+        best bound (B, m, n0), h coefficients of the last pass). ``alpha_init`` (per hidden
+        layer, broadcastable to (B, m, n_i)) warm-starts the slopes, e.g. with the root's
+        optimised ones (kept in ``self.last_alphas`` after each call)."""
         torch = self.torch
         lo = self.lo if lo is None else lo
         hi = self.hi if hi is None else hi
@@ -305,8 +309,11 @@ class Batched:
             return best, best_A, kept
         m = A.shape[-2]
         alphas = [
-            r[0][..., None, :].expand(*r[0].shape[:-1], m, r[0].shape[-1]).clone().requires_grad_()
-            for r in relax
+            (r[0][..., None, :] if alpha_init is None else alpha_init[i])
+            .expand(*r[0].shape[:-1], m, r[0].shape[-1])
+            .clone()
+            .requires_grad_()
+            for i, r in enumerate(relax)
         ]
         has_split = [bool((s != 0).any()) for s in splits] if splits is not None else []
         betas = None
@@ -356,6 +363,7 @@ class Batched:
                 for b in betas or ():
                     if b is not None:
                         b.clamp_(min=0.0)
+        self.last_alphas = [a.detach() for a in alphas]
         return best.detach(), best_A.detach(), kept
 
     def optimized_hidden(self, lo, hi, iters=20, deadline=None):
@@ -404,7 +412,15 @@ class Batched:
         return out
 
     def margins_lower(
-        self, lo, hi, splits=None, parent=None, iters=0, deadline=None, inherit=False
+        self,
+        lo,
+        hi,
+        splits=None,
+        parent=None,
+        iters=0,
+        deadline=None,
+        inherit=False,
+        alpha_init=None,
     ):
         """Lower bounds (B, m) of the output layer for a batch of domains, with the hidden
         bounds used and the x coefficients: (lb, Ax, kept, hidden, infeasible). The hidden
@@ -422,7 +438,15 @@ class Batched:
         A = w.expand(B, *w.shape)
         c = b.expand(B, *b.shape)
         lb, Ax, kept = self.optimize(
-            hidden, A, c, iters=iters, lo=lo, hi=hi, splits=splits, deadline=deadline
+            hidden,
+            A,
+            c,
+            iters=iters,
+            lo=lo,
+            hi=hi,
+            splits=splits,
+            deadline=deadline,
+            alpha_init=alpha_init,
         )
         bad = self.infeasible(hidden) if hidden else torch.zeros(B, dtype=torch.bool)
         return lb, Ax, kept, hidden, bad

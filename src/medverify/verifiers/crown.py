@@ -179,6 +179,7 @@ class Verifier:
         # the root of the branch and bound (every domain intersects with them)
         eng = bounds.Batched(margin, problem.lower, problem.upper)
         root = None
+        self._root_alphas = None
         if self.alpha and margin.relu_count:
             t0 = time.perf_counter()
             lo_t, hi_t = eng.lo[None], eng.hi[None]
@@ -186,6 +187,7 @@ class Verifier:
             lb_a = eng.margins_lower(
                 lo_t, hi_t, parent=root, iters=3 * self.opt_iters, deadline=deadline
             )[0][0].numpy()
+            self._root_alphas = eng.last_alphas
             lb = np.maximum(lb, lb_a)
             stats["alpha_crown_lower_bound"] = float(lb.min())
             stats["alpha_crown_time_s"] = round(time.perf_counter() - t0, 4)
@@ -321,6 +323,7 @@ class Verifier:
                 iters=self.opt_iters if self.alpha else 0,
                 deadline=deadline,
                 inherit=self.inherit_bounds,
+                alpha_init=self._root_alphas,
             )
             lb_min, worst = lb.min(dim=1)
             # candidate points: minimisers of the worst margin's linear bound
