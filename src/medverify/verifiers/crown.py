@@ -45,6 +45,7 @@ from .base import CEX_MARGIN, Problem, Result
 
 PROVE_TOL = bounds.PROVE_TOL  # a lower bound must exceed this to count as a proof
 SAFETY_S = 0.3  # stop this long before the deadline
+INHERIT_ABOVE = 20_000  # see Verifier.inherit_bounds
 
 
 def _lp_leaf(net, lo, hi, bounds_np, splits_np):
@@ -103,7 +104,7 @@ class Verifier:
         bab: bool = True,
         fast_path: bool = True,
         threads: int = 1,
-        inherit_bounds: bool = True,
+        inherit_bounds: bool | None = None,
     ):
         self.attack = bool(attack)
         self.attack_restarts = int(attack_restarts)
@@ -118,8 +119,9 @@ class Verifier:
         self.fast_path = bool(fast_path)  # numpy attack before torch
         self.threads = max(1, int(threads))
         # ReLU split: children take the parent's hidden bounds (splits clamped) instead of
-        # recomputing them by CROWN, whose cost grows with width x input size per domain
-        self.inherit_bounds = bool(inherit_bounds)
+        # recomputing them by CROWN, whose cost grows with width x input size per domain;
+        # None: recompute on small nets (input size x ReLUs <= INHERIT_ABOVE), inherit above
+        self.inherit_bounds = inherit_bounds
 
     def tool_version(self) -> str:
         try:
@@ -293,6 +295,9 @@ class Verifier:
         heap: list = []
         if root is None:
             root = eng.crown(eng.lo[None], eng.hi[None])[:-1]
+        inherit = self.inherit_bounds
+        if inherit is None:
+            inherit = margin.input_dim * margin.relu_count > INHERIT_ABOVE
         pending = [(root_splits, root)]
         proven_min = np.inf
         undecided = 0
@@ -322,7 +327,7 @@ class Verifier:
                 parent,
                 iters=self.opt_iters if self.alpha else 0,
                 deadline=deadline,
-                inherit=self.inherit_bounds,
+                inherit=inherit,
                 alpha_init=self._root_alphas,
             )
             lb_min, worst = lb.min(dim=1)
