@@ -26,6 +26,7 @@ positive tolerance.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -40,6 +41,24 @@ PROVE_TOL = 1e-9
 PATIENCE = 20
 #: l > u + this marks an empty (infeasible) split domain
 INFEASIBLE_TOL = 1e-9
+
+
+_BLAS: list = []  # a cached threadpoolctl controller (finding the libraries costs ~1 ms)
+
+
+def blas_threads(n: int):
+    """Context limiting numpy's BLAS to ``n`` threads. Measured on a loaded 2-core machine:
+    threaded BLAS turned a 1.3 s numpy attack on a 2352-input CNN into 18 s."""
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS.append(ThreadpoolController())
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            _BLAS.append(None)
+    if _BLAS[0] is None:  # pragma: no cover
+        return contextlib.nullcontext()
+    return _BLAS[0].limit(limits=max(1, int(n)), user_api="blas")
 
 
 # --------------------------------------------------------------------------------------

@@ -134,6 +134,10 @@ class Verifier:
 
     # ------------------------------------------------------------------------------
     def verify(self, problem: Problem, timeout_s: float) -> Result:
+        with bounds.blas_threads(self.threads):
+            return self._verify(problem, timeout_s)
+
+    def _verify(self, problem: Problem, timeout_s: float) -> Result:
         start = time.perf_counter()
         deadline = start + max(float(timeout_s) - SAFETY_S, 0.05 * float(timeout_s))
         stats: dict = {"domains": 0}
