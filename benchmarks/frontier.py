@@ -296,6 +296,10 @@ def report(args) -> int:
             if not len(common):
                 continue
             ratio = a.loc[common, "t"].median() / max(b.loc[common, "t"].median(), 1e-9)
+            per_net = ", ".join(
+                f"{net} {a.loc[keys, 't'].median() / max(b.loc[keys, 't'].median(), 1e-9):.3g}"
+                for net, keys in pd.Series(common, index=common).groupby(a.loc[common, "net"])
+            )
             lost = int((b.loc[common, "decided"] & ~a.loc[common, "decided"]).sum())
             conflict = int(
                 (
@@ -307,7 +311,7 @@ def report(args) -> int:
             print(
                 f"{cr} / {other}: {len(common)} common instances, median time ratio "
                 f"{ratio:.3g}; decided by {other} but not {cr}: {lost}; conflicting "
-                f"verdicts: {conflict}"
+                f"verdicts: {conflict}\n    per network: {per_net}"
             )
     return 0
 
