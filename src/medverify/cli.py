@@ -118,19 +118,142 @@ def _train(args) -> int:
     return 0
 
 
+def _add_vnncomp(sub):
+    p = sub.add_parser("vnncomp", help="VNN-COMP benchmark folders: export, check, run, import")
+    vsub = p.add_subparsers(dest="vnncomp_command", required=True)
+    e = vsub.add_parser("export", help="selected instances x families as a benchmark folder")
+    e.add_argument("--results-dir", default="results", help="the workflow's results directory")
+    e.add_argument("--dataset", action="append", required=True, help="repeat for several")
+    e.add_argument("--model", action="append", required=True, help="repeat for several")
+    e.add_argument("--family", action="append", required=True, help="NAME=K1,K2 (k/255)")
+    e.add_argument("--data-dir", default="data/medmnist", help="directory holding <dataset>.npz")
+    e.add_argument("--channels", type=int, default=1, choices=(1, 3))
+    e.add_argument("--timeout", type=float, default=120.0, help="seconds per instance")
+    e.add_argument("--sample", type=int, help="keep this many instances (seeded draw)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--gzip", action="store_true", help="store onnx and vnnlib files gzipped")
+    e.add_argument("--out", required=True, help="benchmark folder to write")
+    c = vsub.add_parser("check", help="the competition's format checks on a benchmark folder")
+    c.add_argument("benchmark")
+    r = vsub.add_parser("run", help="every instance of a benchmark folder through one backend")
+    r.add_argument("benchmark")
+    r.add_argument("--verifier", required=True)
+    r.add_argument("--options", default="{}", help="backend options as JSON")
+    r.add_argument("--category", help="first column of results.csv (default: folder name)")
+    r.add_argument("--max-timeout", type=float, help="cap each instance's timeout (seconds)")
+    r.add_argument("--records", help="also write one record JSON per instance here")
+    r.add_argument("--out", required=True, help="results.csv to write")
+    i = vsub.add_parser("import", help="another tool's results.csv as records")
+    i.add_argument("results")
+    i.add_argument("--benchmark", required=True, help="the benchmark folder it ran on")
+    i.add_argument("--verifier", required=True, help="the tool's name (records' verifier)")
+    i.add_argument("--tool-version", default="")
+    i.add_argument("--counterexamples", help="directory of its counterexample files")
+    i.add_argument("--out", required=True, help="directory for the records")
+
+
+def _vnncomp(args) -> int:
+    import shlex
+    from pathlib import Path
+
+    from . import vnncomp
+
+    cmd = args.vnncomp_command
+    if cmd == "export":
+        families = {}
+        for spec in args.family:
+            name, sep, ks = spec.partition("=")
+            try:
+                families[name] = [float(k) for k in ks.split(",")] if sep else []
+            except ValueError:
+                raise MedverifyError(f"--family {spec!r}: magnitudes must be numbers") from None
+            if not families[name]:
+                raise MedverifyError(f"--family {spec!r}: expected NAME=K1,K2")
+        sources = []
+        for ds in args.dataset:
+            for model in args.model:
+                base = Path(args.results_dir) / ds / model
+                for name in ("model.onnx", "instances.json"):
+                    if not (base / name).exists():
+                        raise MedverifyError(
+                            f"{base / name} does not exist: run the workflow first"
+                        )
+                sources.append(
+                    vnncomp.ModelSource(
+                        ds,
+                        model,
+                        str(base / "model.onnx"),
+                        str(base / "instances.json"),
+                        args.channels,
+                    )
+                )
+        argv = sys.argv[1:] if sys.argv and "vnncomp" in sys.argv else []
+        entries = vnncomp.export_benchmark(
+            args.out,
+            sources,
+            families,
+            args.data_dir,
+            args.timeout,
+            sample=args.sample,
+            seed=args.seed,
+            compress=args.gzip,
+            command=shlex.join(["medverify", *argv]) if argv else "",
+        )
+        problems = vnncomp.check_benchmark(args.out)
+        if problems:
+            raise MedverifyError(f"exported folder fails its check: {problems[0]}")
+        print(f"{len(entries)} instances -> {args.out}")
+        return 0
+    if cmd == "check":
+        problems = vnncomp.check_benchmark(args.benchmark)
+        for p in problems:
+            print(p)
+        if problems:
+            raise MedverifyError(
+                f"{args.benchmark}: {len(problems)} problem(s), first: {problems[0]}"
+            )
+        print(f"{args.benchmark}: ok ({len(vnncomp.read_instances(args.benchmark))} instances)")
+        return 0
+    if cmd == "run":
+        records = vnncomp.run_benchmark(
+            args.benchmark,
+            args.verifier,
+            args.out,
+            options=json.loads(args.options),
+            category=args.category,
+            max_timeout=args.max_timeout,
+            records_dir=args.records,
+        )
+        errors = sum(r.status == "error" for r in records)
+        print(f"{len(records)} instances, {errors} errors -> {args.out}")
+        return 0
+    records = vnncomp.import_results(
+        args.results,
+        args.benchmark,
+        args.verifier,
+        args.out,
+        counterexamples=args.counterexamples,
+        tool_version=args.tool_version,
+    )
+    flagged = sum(bool(r.flags) for r in records)
+    print(f"{len(records)} records ({flagged} flagged) -> {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="medverify", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_verify(sub)
     _add_train(sub)
+    _add_vnncomp(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return {"verify": _verify, "train": _train}[args.command](args)
+        return {"verify": _verify, "train": _train, "vnncomp": _vnncomp}[args.command](args)
     except (MedverifyError, ValueError, json.JSONDecodeError) as exc:
         print(f"medverify: error: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ import importlib
 from ..errors import ConfigError
 from .base import Problem, Result
 
-BACKENDS = ("marabou", "crown", "milp", "exact")
+BACKENDS = ("marabou", "crown", "milp", "exact", "abcrown")
 
 __all__ = ["BACKENDS", "Problem", "Result", "backend_class", "get"]
 
