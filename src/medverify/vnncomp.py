@@ -173,6 +173,21 @@ def _fmt_k(k: float) -> str:
     return f"{float(k):g}".replace(".", "p")
 
 
+@dataclass(frozen=True)
+class Item:
+    """One exported instance: an image of a model's selection under one family and k."""
+
+    dataset: str
+    model: str
+    classifier: str  # path of the classifier's ONNX
+    index: int
+    slot: int
+    label: int
+    image: np.ndarray
+    family: str
+    magnitude_k: float
+
+
 def export_benchmark(
     out_dir: str | os.PathLike,
     sources: Sequence[ModelSource],
@@ -185,20 +200,11 @@ def export_benchmark(
     compress: bool = False,
     command: str = "",
 ) -> list[dict]:
-    """Write the benchmark folder; returns the manifest's instance entries.
+    """The workflow's selected instances (``instances.json`` of each model) x families x
+    magnitudes as a benchmark folder; see :func:`write_benchmark`. ``sample``: keep that
+    many instances, drawn with ``seed`` (all when None)."""
+    from . import data
 
-    ``sample``: keep that many (image, family, k) instances, drawn with ``seed`` (all when
-    None). The folder is a function of its inputs and the seed: running the same export
-    again writes the same files."""
-    from . import data, perturbations
-    from .verify import build_problem
-
-    out = Path(out_dir)
-    for sub in ("onnx", "vnnlib"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    for fam in families:
-        perturbations.make(fam, np.zeros(1), 0)  # unknown family names fail here
     todo = []
     for src in sources:
         with open(src.instances) as fh:
@@ -211,27 +217,79 @@ def export_benchmark(
         rng = np.random.default_rng(seed)
         keep = sorted(rng.choice(len(todo), size=sample, replace=False).tolist())
         todo = [todo[i] for i in keep]
-    entries, images, tests, classifiers = [], {}, {}, {}
+    tests, items = {}, []
     for src, inst, fam, k in todo:
-        key = (src.dataset, src.model)
-        if key not in classifiers:
-            rel = f"onnx/{src.dataset}_{src.model}.onnx"
-            shutil.copyfile(src.onnx, out / rel)
-            classifiers[key] = (rel, onnx_io.load_affine(src.onnx), onnx_io.sha256(src.onnx))
         if src.dataset not in tests:
             tests[src.dataset] = data.load(
                 src.dataset, data_dir, channels=src.channels, md5=None, splits=("test",)
             )["test"]
-        classifier_rel, classifier, sha = classifiers[key]
+        test = tests[src.dataset]
         index, label = int(inst["index"]), int(inst["label"])
-        image = tests[src.dataset].images[index]
-        if int(tests[src.dataset].labels[index]) != label:
+        if int(test.labels[index]) != label:
             raise BenchmarkError(
-                f"{src.instances}: image {index} has label {label} but the dataset says "
-                f"{int(tests[src.dataset].labels[index])}"
+                f"{src.instances}: image {index} has label {label} but {src.dataset} says "
+                f"{int(test.labels[index])}"
             )
-        stem = f"{src.dataset}_{src.model}_i{index}"
-        problem = build_problem(classifier, image, label, fam, k)
+        items.append(
+            Item(
+                src.dataset,
+                src.model,
+                src.onnx,
+                index,
+                int(inst["slot"]),
+                label,
+                test.images[index],
+                fam,
+                k,
+            )
+        )
+    return write_benchmark(
+        out_dir,
+        items,
+        timeout_s,
+        seed=seed,
+        sample=sample,
+        compress=compress,
+        command=command,
+        families=families,
+    )
+
+
+def write_benchmark(
+    out_dir: str | os.PathLike,
+    items: Sequence[Item],
+    timeout_s: float,
+    *,
+    seed: int = 0,
+    sample: int | None = None,
+    compress: bool = False,
+    command: str = "",
+    families: dict | None = None,
+) -> list[dict]:
+    """Write the benchmark folder for ``items``; returns the manifest's entries. The
+    folder is a function of its inputs: writing it again gives the same files."""
+    from . import perturbations
+    from .verify import build_problem
+
+    out = Path(out_dir)
+    for sub in ("onnx", "vnnlib"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    entries, images, classifiers = [], {}, {}
+    for it in items:
+        fam, k = it.family, float(it.magnitude_k)
+        key = (it.dataset, it.model)
+        if key not in classifiers:
+            rel = f"onnx/{it.dataset}_{it.model}.onnx"
+            shutil.copyfile(it.classifier, out / rel)
+            classifiers[key] = (
+                rel,
+                onnx_io.load_affine(it.classifier),
+                onnx_io.sha256(it.classifier),
+            )
+        classifier_rel, classifier, sha = classifiers[key]
+        stem = f"{it.dataset}_{it.model}_i{it.index}"
+        problem = build_problem(classifier, it.image, it.label, fam, k)
         if perturbations.FAMILIES[fam].structured:
             onnx_rel = f"onnx/{stem}_{fam}.onnx"
             if not (out / onnx_rel).exists():
@@ -240,33 +298,34 @@ def export_benchmark(
             onnx_rel = classifier_rel
         vnnlib_rel = f"vnnlib/{stem}_{fam}_k{_fmt_k(k)}.vnnlib"
         what = (
-            f"{src.dataset} {src.model} test image {index} (slot {inst['slot']}, label "
-            f"{label}), {fam} k={k:g} (k/255)"
+            f"{it.dataset} {it.model} test image {it.index} (slot {it.slot}, label "
+            f"{it.label}), {fam} k={k:g} (k/255)"
         )
         vnnlib.write_problem(out / vnnlib_rel, problem, comment=f"medverify: {what}")
-        images.setdefault(f"{src.dataset}/{index}", [float(v) for v in image.reshape(-1)])
+        images.setdefault(f"{it.dataset}/{it.index}", [float(v) for v in np.reshape(it.image, -1)])
         entries.append(
             {
                 "onnx": onnx_rel,
                 "vnnlib": vnnlib_rel,
                 "timeout": float(timeout_s),
-                "dataset": src.dataset,
-                "model": src.model,
+                "dataset": it.dataset,
+                "model": it.model,
                 "model_sha256": sha,
                 "classifier": classifier_rel,
-                "index": index,
-                "slot": int(inst["slot"]),
-                "true_label": label,
+                "index": int(it.index),
+                "slot": int(it.slot),
+                "true_label": int(it.label),
                 "family": fam,
                 "magnitude_k": k,
-                "image_shape": list(np.shape(image)),
+                "image_shape": list(np.shape(it.image)),
             }
         )
     if compress:
-        for e in entries:
-            for rel in {e["onnx"], e["vnnlib"]}:
-                _gzip(out / rel)
-        for rel in {rel for rel, _, _ in classifiers.values()}:
+        for rel in (
+            {e["onnx"] for e in entries}
+            | {e["vnnlib"] for e in entries}
+            | {rel for rel, _, _ in classifiers.values()}
+        ):
             _gzip(out / rel)
     with open(out / INSTANCES, "w", newline="") as fh:
         for e in entries:
@@ -282,6 +341,13 @@ def export_benchmark(
         },
         out / MANIFEST,
     )
+    if families is None:
+        families = {}
+        for e in entries:
+            families.setdefault(
+                e["family"],
+                sorted({x["magnitude_k"] for x in entries if x["family"] == e["family"]}),
+            )
     _write_readme(out, entries, families, timeout_s, seed, command)
     return entries
 
