@@ -18,6 +18,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/verify.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/vnncomp.smk"
 
 
 rule all:

@@ -199,9 +199,7 @@ def _vnncomp(args) -> int:
             compress=args.gzip,
             command=shlex.join(["medverify", *argv]) if argv else "",
         )
-        problems = vnncomp.check_benchmark(args.out)
-        if problems:
-            raise MedverifyError(f"exported folder fails its check: {problems[0]}")
+        vnncomp.raise_on_problems(args.out)
         print(f"{len(entries)} instances -> {args.out}")
         return 0
     if cmd == "check":

@@ -467,6 +467,13 @@ def check_benchmark(folder: str | os.PathLike) -> list[str]:
     return problems
 
 
+def raise_on_problems(folder) -> None:
+    """Raise BenchmarkError naming the first problem :func:`check_benchmark` finds."""
+    problems = check_benchmark(folder)
+    if problems:
+        raise BenchmarkError(f"{folder}: {len(problems)} problem(s), first: {problems[0]}")
+
+
 # --- run -----------------------------------------------------------------------------
 
 

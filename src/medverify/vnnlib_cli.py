@@ -395,6 +395,12 @@ def _verify(args) -> int:
         options = json.loads(args.options)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--options is not JSON: {exc}") from None
+    from .verifiers import BACKENDS
+
+    if args.verifier not in BACKENDS:
+        raise UsageError(
+            f"unknown --verifier {args.verifier!r}: choose one of {', '.join(BACKENDS)}"
+        )
     networks = _networks(args.network)
     path = Path(args.query)
     query = read_query(path, args.assume_real)
