@@ -129,6 +129,23 @@ def test_run_matches_our_jobs_and_import_replays(tmp_path, classifier, compress)
             assert len(rec.counterexample["image"]) == 4
     assert len(list((tmp_path / "rec").glob("*.json"))) == 4
     results.read(next((tmp_path / "rec").glob("*.json")))
+    # they pair with the workflow's records of the same questions in the agreement table
+    from medverify import aggregate
+
+    workflow = [
+        verify_image(
+            classifier,
+            IMAGE,
+            Question(
+                "toy", "mlp", 7, 0, e["family"], e["magnitude_k"], "crown", timeout_s=20.0, slot=0
+            ),
+        )
+        for e in entries
+    ]
+    df = aggregate.records_frame(workflow + imported)
+    aggregate.check_contradictions(df)
+    table = aggregate.agreement(df, [("crown", "othertool")])
+    assert list(table["n"]) == [1, 1, 1, 1] and list(table["agree"]) == [1, 1, 1, 1]
 
 
 def test_import_flags_counterexamples_that_do_not_replay(tmp_path, classifier):
