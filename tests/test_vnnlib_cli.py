@@ -283,3 +283,16 @@ def test_output_bound_query_is_decided(tmp_path):
         )
         assert got.returncode == 0, got.stderr
         assert got.stdout.splitlines()[0] == want
+
+
+def test_serialised_assignment_and_unknown_verifier(setup):
+    tmp, onnx_path = setup
+    out = tmp / "assignments"
+    got = ours(
+        "verify", tmp / "cex.vnnlib", "--network", f"N={onnx_path}", "--serialise-assignments", out
+    )
+    assert (got.returncode, got.stdout) == (0, "sat\n"), got.stderr
+    result, assignment = parse_output("sat\n" + (out / "cex.assignment").read_text())
+    assert list(assignment) == ["X", "Y"] and assignment["Y"][1] == (1, 2)
+    bad = ours("verify", tmp / "cex.vnnlib", "--network", f"N={onnx_path}", "--verifier", "nope")
+    assert bad.returncode == 1 and bad.stdout == "" and "nope" in bad.stderr

@@ -12,6 +12,9 @@ VERIFIER_ENVS = {
     "crown": "../../envs/lirpa.yaml",
     "milp": "../../envs/milp.yaml",
     "exact": "../../envs/milp.yaml",
+    # abcrown runs the user's alpha-beta-CROWN checkout (its own env, verifier option
+    # `python`); the job itself needs only the base env. Not installed: skipped jobs.
+    "abcrown": "../../envs/base.yaml",
 }
 BASE_ENV = "../../envs/base.yaml"
 
@@ -137,5 +140,5 @@ wildcard_constraints:
     model="|".join(MODELS),
     family="|".join(PERTURBATION_FAMILIES),
     k=r"\d+",
-    verifier="marabou|crown|milp|exact",
+    verifier="marabou|crown|milp|exact|abcrown",
     slot=r"\d+",
