@@ -62,6 +62,9 @@ def test_export_passes_the_checks(tmp_path, classifier):
     readme = (out / "README.md").read_text()
     assert "brightness" in readme and "| 7 |" in readme
     assert json.loads((out / "manifest.json").read_text())["images"]["toy/7"] == list(IMAGE)
+    script = (out / "generate_properties.py").read_text()
+    compile(script, "generate_properties.py", "exec")
+    assert 'COMMAND = "medverify vnncomp export"' in script
     # the same inputs give the same files
     again = tmp_path / "again"
     vnncomp.write_benchmark(again, items(classifier), 20.0, command="medverify vnncomp export")

@@ -402,15 +402,20 @@ def _write_readme(out: Path, entries, families, timeout_s, seed, command):
     (out / "README.md").write_text("\n".join(lines) + "\n")
     script = (
         '"""Regenerate this benchmark with another seed: python generate_properties.py SEED"""\n'
-        "import shlex\nimport subprocess\nimport sys\n\n"
-        f"COMMAND = {command!r}\n\n"
-        "if __name__ == '__main__':\n"
-        "    seed = sys.argv[1] if len(sys.argv) > 1 else '0'\n"
+        "\n"
+        "import shlex\n"
+        "import subprocess\n"
+        "import sys\n"
+        "\n"
+        f"COMMAND = {json.dumps(command)}\n"
+        "\n"
+        'if __name__ == "__main__":\n'
+        '    seed = sys.argv[1] if len(sys.argv) > 1 else "0"\n'
         "    args = shlex.split(COMMAND)\n"
-        "    if '--seed' in args:\n"
-        "        args[args.index('--seed') + 1] = seed\n"
+        '    if "--seed" in args:\n'
+        '        args[args.index("--seed") + 1] = seed\n'
         "    else:\n"
-        "        args += ['--seed', seed]\n"
+        '        args += ["--seed", seed]\n'
         "    sys.exit(subprocess.call(args))\n"
     )
     (out / "generate_properties.py").write_text(script)
