@@ -151,8 +151,11 @@ def read_manifest(folder) -> dict | None:
     path = Path(folder) / MANIFEST
     if not path.exists():
         return None
-    with open(path) as fh:
-        return json.load(fh)
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BenchmarkError(f"{path}: unreadable manifest: {exc}") from None
 
 
 # --- export --------------------------------------------------------------------------
@@ -609,6 +612,8 @@ def _write_results(path: Path, rows) -> None:
 def read_results(path: str | os.PathLike) -> list[dict]:
     """A competition results.csv (with or without a header line)."""
     path = Path(path)
+    if not path.is_file():
+        raise BenchmarkError(f"{path}: results file does not exist")
     rows = []
     with open(path, newline="") as fh:
         for line, row in enumerate(csv.reader(fh), start=1):
