@@ -22,6 +22,7 @@ as ``<name>.gz``). Three things happen here:
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import json
 import logging
@@ -679,6 +680,7 @@ def import_results(
     give a point in the set that onnxruntime scores as a violation; a missing or
     non-replaying one makes the record ``unknown`` with flag ``replay-failed``."""
     benchmark = Path(benchmark)
+    _classifier.cache_clear()  # files may have changed since an earlier call
     rows = read_results(results_csv)
     manifest = read_manifest(benchmark)
     by_pair = {}
@@ -711,6 +713,16 @@ def import_results(
     return records
 
 
+@functools.lru_cache(maxsize=8)
+def _classifier(benchmark: Path, rel: str):
+    """(canonical net, onnxruntime session) of a benchmark's classifier, loaded once."""
+    file = plain(benchmark, rel)
+    try:
+        return onnx_io.load_affine(file.path), onnx_io.OrtClassifier(file.path)
+    finally:
+        file.close()
+
+
 def _question(benchmark: Path, entry, inst: Instance, tool: str, manifest):
     """The Question a results row answers, with the problem and onnxruntime session that
     replay a counterexample for it."""
@@ -722,18 +734,10 @@ def _question(benchmark: Path, entry, inst: Instance, tool: str, manifest):
         image = np.asarray(manifest["images"][f"{entry['dataset']}/{entry['index']}"]).reshape(
             entry["image_shape"]
         )
-        classifier = plain(benchmark, entry["classifier"])
-        try:
-            problem = build_problem(
-                onnx_io.load_affine(classifier.path),
-                image,
-                entry["true_label"],
-                entry["family"],
-                entry["magnitude_k"],
-            )
-            ort = onnx_io.OrtClassifier(classifier.path)
-        finally:
-            classifier.close()
+        net, ort = _classifier(benchmark, entry["classifier"])
+        problem = build_problem(
+            net, image, entry["true_label"], entry["family"], entry["magnitude_k"]
+        )
         question = results.Question(
             dataset=entry["dataset"],
             model=entry["model"],
