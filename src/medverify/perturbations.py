@@ -457,13 +457,17 @@ def _gather(w1: np.ndarray, pixels: np.ndarray, unit: np.ndarray, units: int) ->
     return cols.T
 
 
-def compose(family: Family, classifier):
+def compose(family: Family, classifier, prune: bool = True):
     """The classifier (an AffineNet over the flattened image) as a function of the
-    family's parameters, with the pruned clip prefix (see Prefix) in front."""
+    family's parameters, with the pruned clip prefix (see Prefix) in front: exact on the
+    family's box only. ``prune=False``: the full 2 x pixels clip prefix, exact for every
+    parameter (for measuring what pruning saves)."""
     from .nets import AffineNet
 
     if family.affine() is None:
         return classifier
+    if not prune:
+        return classifier.prepend(*family.affine(), clip=True)
     pre = prefix(family)
     first_w = np.vstack([np.eye(len(pre.lo)), pre.lower_rows[:, :-1], pre.upper_rows[:, :-1]])
     first_b = np.concatenate([-pre.lo, pre.lower_rows[:, -1], pre.upper_rows[:, -1]])
