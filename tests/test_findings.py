@@ -160,3 +160,31 @@ def test_write_document(tmp_path):
     assert "## Target-label guidance" in text and "1.5" in text
     assert "## Other families" in text and "window" in text
     assert '"Brightness gives more counterexamples than L∞": **not supported**' in text
+
+
+def test_make_report_uses_the_overrides_of_make_run(tmp_path):
+    """`make report` after an offline `make run` must see the same matrix (RetinaMNIST
+    swapped in for DermaMNIST) or it asks for figures that were never made."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "pneumoniamnist.npz").write_bytes(b"")
+
+    def config_of(target):
+        out = subprocess.run(
+            ["make", "-n", "-o", ".venv/.installed", target, f"DATA_DIR={tmp_path}", "OFFLINE=1"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        line = " ".join(out.split())
+        return line[line.index("--config") :].replace("--report report.html", "").strip()
+
+    run, report = config_of("run"), config_of("report")
+    assert "datasets=[pneumoniamnist,retinamnist]" in run
+    assert run == report
