@@ -71,6 +71,47 @@ def one(spec: dict) -> dict:
     }
 
 
+def _hwm_mb(pid: int) -> float:
+    """Peak resident memory of a running process (VmHWM), MB; nan when gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _spawn(spec: dict, kill_after_s: float) -> dict:
+    """Run ``one`` in a fresh process; a process still running after ``kill_after_s`` is
+    killed and reported with the peak memory it had reached (polled from /proc)."""
+    cmd = [sys.executable, __file__, "one", json.dumps(spec)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    start, peak = time.perf_counter(), 0.0
+    while proc.poll() is None and time.perf_counter() - start < kill_after_s:
+        peak = np.nanmax([peak, _hwm_mb(proc.pid)])
+        time.sleep(0.5)
+    if proc.poll() is None:
+        peak = np.nanmax([peak, _hwm_mb(proc.pid)])
+        proc.kill()
+        proc.wait()
+        return {
+            **spec,
+            "status": "killed",
+            "seconds": time.perf_counter() - start,
+            "peak_rss_mb": peak,
+        }
+    try:
+        return json.loads(proc.stdout.read().strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {
+            **spec,
+            "status": "crashed",
+            "seconds": time.perf_counter() - start,
+            "peak_rss_mb": peak,
+        }
+
+
 def prefix(args) -> None:
     rows = []
     for model in args.models:
@@ -79,7 +120,9 @@ def prefix(args) -> None:
                 for verifier in args.verifiers:
                     if verifier == "exact" and family not in ("brightness", "contrast"):
                         continue
-                    for prune in (False, True):
+                    for prune in {"both": (False, True), "yes": (True,), "no": (False,)}[
+                        args.prune
+                    ]:
                         spec = dict(
                             models_dir=args.models_dir,
                             data_dir=args.data_dir,
@@ -93,16 +136,8 @@ def prefix(args) -> None:
                             prune=prune,
                             timeout=args.timeout,
                         )
-                        cmd = [sys.executable, __file__, "one", json.dumps(spec)]
-                        try:
-                            done = subprocess.run(
-                                cmd, capture_output=True, text=True, timeout=args.timeout + 60
-                            )
-                            row = json.loads(done.stdout.strip().splitlines()[-1])
-                        except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError):
-                            row = {**spec, "status": "killed", "seconds": np.nan}
-                        rows.append(row)
-                        print(json.dumps(row), flush=True)
+                        rows.append(_spawn(spec, args.timeout + 60))
+                        print(json.dumps(rows[-1]), flush=True)
     _summary_prefix(rows)
 
 
@@ -200,6 +235,7 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=float, nargs="+", default=[16.0])
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--out", default="")
+    ap.add_argument("--prune", choices=["both", "yes", "no"], default="both")
     args = ap.parse_args(argv)
     if args.mode == "prefix":
         args.k = args.k[0]
