@@ -327,7 +327,8 @@ def optional_section(title: str, path: str | None, producer: str) -> str:
 
 def configuration(config: Mapping) -> str:
     lines = ["## Configuration of this run", ""]
-    for key in ("datasets", "models", "families", "verifiers", "instances", "timeout_s"):
+    keys = ("datasets", "models", "families", "verifiers", "instances", "timeout_s")
+    for key in keys + ("epochs", "seed"):
         if key in config:
             lines.append(f"- {key}: `{json.dumps(config[key])}`")
     if "verifier_options" in config:

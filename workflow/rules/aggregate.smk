@@ -61,7 +61,7 @@ rule findings:
         config={
             key: config[key]
             for key in ("datasets", "models", "families", "verifiers", "instances")
-            + ("timeout_s", "verifier_options")
+            + ("timeout_s", "verifier_options", "epochs", "seed")
         },
         data_dir=config["data_dir"],
         channels=dataset_channels(),
