@@ -17,6 +17,9 @@ OFFLINE ?= $(if $(filter $(SHARED_DATA),$(DATA_DIR)),1,0)
 ifeq ($(OFFLINE)$(wildcard $(DATA_DIR)/dermamnist.npz),1)
 DATASETS_OVERRIDE := datasets=[pneumoniamnist,retinamnist] allow_download=False
 endif
+# The one set of config overrides of `run` and `report` (the report must see the same
+# matrix as the run it reports on).
+RUN_OVERRIDES = data_dir=$(DATA_DIR) $(DATASETS_OVERRIDE) $(RUN_CONFIG)
 export PIP_CONSTRAINT := $(abspath requirements/constraints.txt)
 
 .PHONY: venv run report test test-slow lint format clean
@@ -34,12 +37,12 @@ $(STAMP): pyproject.toml requirements/base.txt requirements/nodeps.txt requireme
 
 run: $(STAMP)
 	$(VENV)/bin/snakemake --workflow-profile profiles/default --cores $(CORES) \
-		--config data_dir=$(DATA_DIR) $(DATASETS_OVERRIDE) $(RUN_CONFIG)
+		--config $(RUN_OVERRIDES)
 
 # HTML report of the last `make run` (same config overrides).
 report: $(STAMP)
 	$(VENV)/bin/snakemake --workflow-profile profiles/default --cores $(CORES) \
-		--config data_dir=$(DATA_DIR) $(RUN_CONFIG) --report report.html
+		--config $(RUN_OVERRIDES) --report report.html
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

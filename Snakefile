@@ -25,4 +25,5 @@ rule all:
     input:
         rules.merge.output,
         rules.figures.output,
+        rules.findings.output,
         expand(rules.examples.output.figure, dataset=DATASETS),

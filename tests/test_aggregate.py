@@ -139,7 +139,7 @@ def test_linf_example_is_a_clipped_corner():
     rng = np.random.default_rng(1)
     image = rng.uniform(0, 1, size=(1, 28, 28)).astype(np.float32)
     image[0, 0, :4] = [0.0, 1.0, 0.005, 0.998]
-    out = plots.perturbed_example(image, "linf", 4, seed=0)
+    low, out = plots.perturbed_ends(image, "linf", 4)
     eps = 4 / 255
     assert out.shape == image.shape
     assert out.min() >= 0 and out.max() <= 1
@@ -147,8 +147,10 @@ def test_linf_example_is_a_clipped_corner():
     inner = (image > eps) & (image < 1 - eps)
     assert np.allclose(diff[inner], eps, atol=1e-6)  # every free pixel sits at a corner
     assert np.all(diff <= eps + 1e-6)
-    bright = plots.perturbed_example(image, "brightness", 16)
+    assert np.allclose((low - image)[inner], -(out - image)[inner], atol=1e-6)  # the other end
+    dark, bright = plots.perturbed_ends(image, "brightness", 16)
     assert np.allclose(bright, np.clip(image + 16 / 255, 0, 1), atol=1e-6)
+    assert np.allclose(dark, np.clip(image - 16 / 255, 0, 1), atol=1e-6)
 
 
 def test_figures_render(tmp_path):
@@ -172,9 +174,15 @@ def test_figures_render(tmp_path):
     ex = plots.example_images(rgb, {"linf": [16, 4], "brightness": [4]}, title="rgb")
     assert [a.get_title() for a in ex.axes] == [
         "original",
-        "linf k=4",
-        "linf k=16",
-        "brightness k=4",
+        "linf -4",
+        "linf +4",
+        "linf -16",
+        "linf +16",
+        "original",
+        "brightness -4",
+        "brightness +4",
+        "",
+        "",
     ]
     plots.save(ex, tmp_path / "e.png")
     cex = plots.counterexample(rgb, np.clip(rgb + 0.01, 0, 1), records[0].to_dict())

@@ -74,7 +74,9 @@ def test_counterexample_replays_through_onnxruntime(tmp_path):
 
 
 def test_label_change_points_over_the_whole_range():
-    problem = build_problem(bump_classifier(), np.array([0.5]), 0, "brightness", 1)
+    # the composed net is exact on the problem's box only (the clip prefix is pruned to
+    # it): walks over [-1, 1] need k = 255
+    problem = build_problem(bump_classifier(), np.array([0.5]), 0, "brightness", 255)
     below, above = label_change_points(problem.net, 0, [1], -1.0, 1.0, 0.0)
     assert below == pytest.approx(-0.225, abs=1e-12)
     assert above == pytest.approx(0.45, abs=1e-12)
@@ -86,7 +88,7 @@ def test_label_change_points_over_the_whole_range():
 
 
 def test_second_hidden_layer_breakpoints():
-    problem = build_problem(deep_classifier(), np.array([0.5]), 0, "brightness", 1)
+    problem = build_problem(deep_classifier(), np.array([0.5]), 0, "brightness", 255)
     res = analyze(problem.net, 0, [1], -1.0, 1.0, 0.0)
     assert res.below == pytest.approx(-0.1625, abs=1e-12)
     assert res.above == pytest.approx(0.325, abs=1e-12)
@@ -195,7 +197,7 @@ def test_counterexample_margin_is_strictly_negative_on_random_problems():
 
 
 def test_walk_pieces_cover_the_segment_in_order():
-    problem = build_problem(bump_classifier(), np.array([0.5]), 0, "brightness", 1)
+    problem = build_problem(bump_classifier(), np.array([0.5]), 0, "brightness", 255)
     pieces = walk(problem.margin_net(), -1.0, 1.0)
     assert pieces.lo[0] == -1.0 and pieces.hi[-1] == 1.0
     assert np.all(pieces.hi[:-1] == pieces.lo[1:])
@@ -225,3 +227,80 @@ def test_timeout_and_piece_budget():
     res = get("exact", max_pieces=2).verify(problem, 10)
     assert res.status == "unknown"
     assert "more than 2 linear pieces" in res.message
+
+
+# --- every family against a closed-form threshold, every applicable backend --------------
+THRESHOLD_K = 10.0
+BACKENDS_BY_FAMILY = {
+    name: (("exact",) if cls.parameters == 1 else ()) + ("crown", "milp", "marabou")
+    for name, cls in perturbations.FAMILIES.items()
+    if cls.structured
+}
+
+
+def closed_form_case(family: str, threshold_k: float = THRESHOLD_K):
+    """(classifier, image, label) for 2 x 2 images whose property holds exactly for
+    k < threshold_k: f1 is a constant set to the least value of f0 over the set at the
+    threshold, f0 one pixel (through an identity ReLU layer), its minimum at a corner."""
+    e = threshold_k / 255
+    s = perturbations.CONTRAST_SCALE
+    ramp = np.array([0.2, 0.4, 0.6, 0.8]).reshape(1, 2, 2)  # mean 0.5
+    pick = 3  # f0 = x3' (0.8 in the ramp)
+    if family == "brightness":
+        image, least = ramp, 0.8 - e
+    elif family == "contrast":
+        image, least = ramp, 0.5 + 0.3 * (1 - s * e)
+    elif family == "brightness_contrast":
+        image, least = ramp, 0.5 + 0.3 * (1 - s * e) - e  # alpha low and beta low
+    elif family == "window":
+        image, least = ramp, 0.5 + 0.3 / (1 + s * e) - e  # widest window, level raised
+    elif family == "bias_field":
+        # top-left pixel (u = v = -1): gain 1 + c1 - cu - cv + cuu + cuv + cvv >= 1 - 6 e
+        image, least, pick = np.full((1, 2, 2), 0.5), 0.5 * (1 - 6 * e), 0
+    else:
+        raise ValueError(family)
+    hidden = (np.eye(4), np.zeros(4))
+    row = np.zeros(4)
+    row[pick] = 1.0
+    out = (np.vstack([row, np.zeros(4)]), np.array([0.0, least]))
+    return AffineNet([hidden, out]), image, 0
+
+
+@pytest.mark.parametrize("family", sorted(BACKENDS_BY_FAMILY))
+def test_every_backend_matches_closed_form_threshold(family, tmp_path):
+    from medverify.verify import run_verifier
+
+    classifier, image, label = closed_form_case(family)
+    path = tmp_path / f"{family}.onnx"
+    onnx_io.export_affine(classifier, path)
+    ort = onnx_io.OrtClassifier(path)
+    for verifier in BACKENDS_BY_FAMILY[family]:
+        for k, expected in ((THRESHOLD_K - 1, "robust"), (THRESHOLD_K + 1, "counterexample")):
+            problem = build_problem(classifier, image, label, family, k)
+            got = run_verifier(problem, verifier, 60.0, ort, isolate=False)
+            assert got["status"] == expected, (family, verifier, k, got["message"])
+            if expected == "counterexample":
+                assert got["predicted_label_at_counterexample"] == 1
+                cex = np.asarray(got["counterexample"]["image"])
+                assert problem.family.contains(cex, tol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["brightness", "contrast"])
+def test_exact_margin_is_the_closed_form(family):
+    # margin at k is least(k) - least(threshold): exact finds it to float precision
+    classifier, image, label = closed_form_case(family)
+    for k in (2.0, 9.0, 11.0):
+        problem = build_problem(classifier, image, label, family, k)
+        res = get("exact").verify(problem, 10)
+        at_k = closed_form_case(family, k)[0].layers[-1][1][1]
+        expected = at_k - classifier.layers[-1][1][1]
+        assert res.margin_lower_bound == pytest.approx(expected, abs=1e-12)
+        assert res.status == ("robust" if k < THRESHOLD_K else "counterexample")
+
+
+@pytest.mark.parametrize("family", ["brightness_contrast", "window", "bias_field"])
+def test_exact_refuses_multi_parameter_families(family):
+    classifier, image, label = closed_form_case(family)
+    problem = build_problem(classifier, image, label, family, 4)
+    with pytest.raises(ValueError, match=f"{family!r} has"):
+        get("exact").verify(problem, 10)

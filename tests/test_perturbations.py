@@ -80,12 +80,9 @@ def test_compose_equals_classifier_of_applied_image(name, image):
     fam = make(name, image, 64)  # large enough that the clip is active for some pixels
     net = compose(fam, classifier)
     assert net.input_dim == fam.n_params
+    # the pruned prefix is exact on the box (and only there: a clip the box cannot
+    # reach is left out)
     params = fam.sample(20, rng)
-    if fam.structured:
-        # beyond the box too: the prefix clips exactly like apply (linf's box is the net's
-        # own input range [0, 1], where apply is the identity)
-        lo, hi = fam.box()
-        params = np.vstack([params, lo - 0.5, hi + 0.5])
     expected = classifier.forward(fam.apply(params))
     assert np.allclose(net.forward(params), expected, atol=1e-10)
 
@@ -188,5 +185,122 @@ def test_zero_magnitude_is_the_image_only(image):
 
 
 def test_module_exports_families():
-    assert set(FAMILIES) == {"linf", "brightness", "contrast"}
+    assert set(FAMILIES) == {
+        "linf",
+        "brightness",
+        "contrast",
+        "brightness_contrast",
+        "window",
+        "bias_field",
+    }
     assert isinstance(make("linf", np.zeros(4), 1), perturbations.Linf)
+
+
+STRUCTURED = sorted(n for n in FAMILIES if FAMILIES[n].structured)
+
+
+@pytest.mark.parametrize("name", STRUCTURED)
+def test_nominal_parameters_give_the_image(name, image):
+    fam = make(name, image, 16)
+    assert fam.in_box(fam.nominal())
+    assert np.allclose(fam.apply(fam.nominal()), image.reshape(-1), atol=1e-12)
+    assert len(fam.nominal()) == FAMILIES[name].parameters == fam.n_params
+    assert set(fam.describe(fam.nominal())) >= set(FAMILIES[name].parameter_names)
+
+
+def test_new_family_boxes_and_formulas(image):
+    flat = image.reshape(-1)
+    eps = 16 / 255
+    m = flat.mean()
+    bc = make("brightness_contrast", image, 16)
+    lo, hi = bc.box()
+    d = CONTRAST_SCALE * eps
+    assert np.allclose(lo, [1 - d, -eps]) and np.allclose(hi, [1 + d, eps])
+    assert np.allclose(bc.apply(np.array([1.2, 0.03])), np.clip(1.2 * (flat - m) + m + 0.03, 0, 1))
+    win = make("window", image, 16)
+    lo, hi = win.box()
+    assert np.allclose(lo, [1 / (1 + d), -eps]) and np.allclose(hi, [1 + d, eps])
+    # level c and width w: x' = clip((x - c) / w + 1/2), gain 1/w, offset (c - 1/2) / w
+    c, w = 0.55, 0.8
+    params = np.array([1 / w, (c - 0.5) / w])
+    assert np.allclose(win.apply(params), np.clip((flat - c) / w + 0.5, 0, 1))
+    assert win.describe(params)["level"] == pytest.approx(c)
+    assert win.describe(params)["width"] == pytest.approx(w)
+    bias = make("bias_field", image, 16)
+    lo, hi = bias.box()
+    assert np.allclose(lo, -eps) and np.allclose(hi, eps) and len(lo) == 6
+    coef = np.array([0.01, 0.02, -0.03, 0.04, 0.05, -0.06])
+    v, u = np.meshgrid(np.linspace(-1, 1, 6), np.linspace(-1, 1, 6), indexing="ij")
+    field = coef @ np.stack([np.ones_like(u), u, v, u * u, u * v, v * v]).reshape(6, -1)
+    assert np.allclose(bias.apply(coef), np.clip(flat * (1 + field), 0, 1))
+
+
+def test_bias_field_is_the_same_on_every_channel():
+    rng = np.random.default_rng(8)
+    rgb = rng.uniform(0.2, 0.8, size=(3, 4, 5))
+    fam = make("bias_field", rgb, 32)
+    coef = rng.uniform(*fam.box())
+    gain = fam.apply(coef).reshape(rgb.shape) / rgb
+    assert np.allclose(gain[0], gain[1]) and np.allclose(gain[0], gain[2])
+    # the top-left corner is u = v = -1: gain 1 + c1 - cu - cv + cuu + cuv + cvv
+    assert gain[0, 0, 0] == pytest.approx(1 + coef @ [1, -1, -1, 1, 1, 1])
+    low, high = fam.ends()
+    assert fam.apply(low).reshape(rgb.shape)[0, 0, 0] == pytest.approx(
+        rgb[0, 0, 0] * (1 - 6 * fam.eps)
+    )
+    assert fam.apply(high).reshape(rgb.shape)[0, 0, 0] == pytest.approx(
+        rgb[0, 0, 0] * (1 + 6 * fam.eps)
+    )
+
+
+def test_new_families_reject_other_perturbations(image):
+    flat = image.reshape(-1)
+    bc = make("brightness_contrast", image, 8)
+    win = make("window", image, 8)
+    bias = make("bias_field", image, 8)
+    # a brightness shift is a brightness_contrast (alpha = 1) and a window (gain 1) member
+    shifted = np.clip(flat + 5 / 255, 0, 1)
+    assert bc.contains(shifted) and win.contains(shifted)
+    assert not bc.contains(np.clip(flat + 9 / 255, 0, 1))
+    # independent pixel noise is in none of them
+    noisy = np.clip(flat + np.random.default_rng(9).uniform(-4, 4, flat.size) / 255, 0, 1)
+    assert not bc.contains(noisy) and not win.contains(noisy) and not bias.contains(noisy)
+    # a gain beyond the box
+    assert not win.contains(win.apply(np.array([1.5, 0.0])))
+    assert not bias.contains(flat * 1.1)
+    assert bias.contains(np.clip(flat * (1 + 7 / 255), 0, 1))
+
+
+@pytest.mark.parametrize("name", STRUCTURED)
+@pytest.mark.parametrize("k", [1, 8, 64, 255])
+def test_pruned_prefix_is_exact_on_the_box_and_smaller(name, k):
+    rng = np.random.default_rng(k)
+    # an 8-bit image with black and white areas: many pixels share a value
+    img = rng.integers(0, 256, size=(2, 7, 6)).astype(np.float64) / 255.0
+    img[:, :2] = 0.0
+    img[:, -1] = 1.0
+    classifier = small_classifier(rng, img.size)
+    fam = make(name, img, k)
+    net = compose(fam, classifier)
+    full = classifier.prepend(*fam.affine(), clip=True)  # the 2 x pixels clip prefix
+    lo, hi = fam.box()
+    params = np.vstack([fam.sample(200, rng), lo, hi, fam.nominal()])
+    assert np.allclose(net.forward(params), full.forward(params), atol=1e-10)
+    assert np.allclose(net.forward(params), classifier.forward(fam.apply(params)), atol=1e-10)
+    assert net.relu_count < full.relu_count
+    pre = perturbations.prefix(fam)
+    assert net.layers[0][0].shape[0] == pre.relu_count
+
+
+def test_pruned_brightness_prefix_counts():
+    # pixels 0 (x4), 0.5 (x3), 1 (x2), 0.99: at k = 4 only the 0-, 1- and 0.99-pixels can
+    # clip; equal pixels share one unit
+    img = np.array([0.0] * 4 + [0.5] * 3 + [1.0] * 2 + [0.99])
+    pre = perturbations.prefix(make("brightness", img, 4))
+    assert len(pre.lower_rows) == 1  # relu(beta + 0)
+    assert len(pre.upper_rows) == 2  # relu(beta + 1 - 1), relu(beta + 0.99 - 1)
+    assert pre.relu_count == 4  # plus one pass-through for beta
+    # k = 0: nothing can clip; a bias field leaves black pixels constant
+    assert perturbations.prefix(make("brightness", img, 0)).relu_count == 1
+    black = perturbations.prefix(make("bias_field", np.zeros((1, 3, 3)), 64))
+    assert black.relu_count == 6 and np.all(black.linear == 0) and np.all(black.offset == 0)

@@ -146,32 +146,40 @@ def _label(value) -> str:
         return "?"
 
 
-def perturbed_example(image: np.ndarray, family: str, k: float, seed: int = 0) -> np.ndarray:
-    """A representative member of the set: linf uses the sign pattern of seeded noise
-    (x + eps*sign(noise), clipped) as a worst-case-like corner; brightness and contrast
-    use the upper end of their parameter box."""
+def perturbed_ends(image: np.ndarray, family: str, k: float) -> tuple[np.ndarray, np.ndarray]:
+    """The two ends of a family's set at magnitude k (its ``ends()``: -k and +k), shaped
+    like ``image``: linf the corners x -+ eps sign(seeded noise), a structured family the
+    lower and upper corner of its parameter box."""
     from . import perturbations
 
     fam = perturbations.make(family, image, k)
-    if fam.structured:
-        params = fam.box()[1]
-    else:
-        rng = np.random.default_rng(seed)
-        params = fam.image + fam.eps * np.sign(rng.standard_normal(fam.image.shape))
-    return fam.apply(params).reshape(np.shape(image))
+    low, high = fam.ends()
+    return tuple(fam.apply(p).reshape(np.shape(image)) for p in (low, high))
 
 
 def example_images(
     image: np.ndarray, families: Mapping[str, Sequence[float]], seed: int = 0, title: str = ""
 ):
-    """The original image and one member of each family at each magnitude."""
-    panels = [("original", np.asarray(image))]
+    """The original image and both ends (-k, +k) of each family at each magnitude: one
+    row per family, the original first."""
+    rows = []
     for fam, ks in families.items():
+        panels = []
         for k in sorted(ks):
-            panels.append((f"{fam} k={k:g}", perturbed_example(image, fam, k, seed)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.8 * len(panels), 2.2), squeeze=False)
-    for ax, (name, img) in zip(axes[0], panels, strict=True):
-        _show(ax, img, name)
+            low, high = perturbed_ends(image, fam, k)
+            panels += [(f"{fam} -{k:g}", low), (f"{fam} +{k:g}", high)]
+        rows.append(panels)
+    cols = 1 + max((len(r) for r in rows), default=0)
+    fig, axes = plt.subplots(
+        max(len(rows), 1), cols, figsize=(1.8 * cols, 2.0 * max(len(rows), 1)), squeeze=False
+    )
+    for r, panels in enumerate(rows or [[]]):
+        _show(axes[r][0], np.asarray(image), "original")
+        for c in range(1, cols):
+            if c - 1 < len(panels):
+                _show(axes[r][c], panels[c - 1][1], panels[c - 1][0])
+            else:
+                axes[r][c].axis("off")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

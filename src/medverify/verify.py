@@ -126,10 +126,18 @@ def finalize(problem: Problem, result: Result, ort, version: str, seconds: float
     status, message, flags = result.status, result.message, []
     cex, pred = None, None
     if status == "counterexample":
-        margin = None if result.params is None else float(np.min(problem.margins(result.params)))
+        # the composed net is exact on the box only (pruned clip prefix): check the box first
+        inside = result.params is not None and problem.family.in_box(result.params)
+        margin = float(np.min(problem.margins(result.params))) if inside else None
         if result.params is None:
             status, flags = "unknown", ["replay-failed"]
             message = f"flagged: counterexample without parameters. {message}"
+        elif not inside:
+            status, flags = "unknown", ["outside-set"]
+            message = (
+                f"flagged: counterexample parameters outside the {problem.family.name} set. "
+                f"{message}"
+            ).strip()
         elif margin > 0:
             status, flags = "unknown", ["replay-failed"]
             message = (

@@ -40,3 +40,39 @@ rule merge:
         mem_mb=4000,
     script:
         "../scripts/merge.py"
+
+
+rule findings:
+    """Each claim of the paper beside this run's number (medverify.findings), from the
+    records and model metrics; the search and guided tables join when they exist."""
+    input:
+        records=record_paths(),
+        metrics=expand(
+            rules.train.output.metrics, dataset=DATASETS, model=MODELS
+        ),
+        tables=rules.merge.output.records,  # the merge's contradiction check runs first
+    output:
+        findings=report(
+            "results/report/findings.md",
+            caption="../report/findings.rst",
+            category="1. Findings",
+        ),
+    params:
+        config={
+            key: config[key]
+            for key in ("datasets", "models", "families", "verifiers", "instances")
+            + ("timeout_s", "verifier_options", "epochs", "seed")
+        },
+        data_dir=config["data_dir"],
+        channels=dataset_channels(),
+        critical_eps="results/tables/critical_eps.csv",
+        guided="results/tables/guided.csv",
+    log:
+        "logs/findings.log",
+    conda:
+        BASE_ENV
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    script:
+        "../scripts/findings.py"

@@ -73,8 +73,8 @@ SLOTS = list(range(config["instances"]))
 
 
 def applies(verifier, family):
-    """exact handles one-parameter (structured) families only."""
-    return verifier != "exact" or PERTURBATION_FAMILIES[family].structured
+    """exact handles one-parameter families only."""
+    return verifier != "exact" or PERTURBATION_FAMILIES[family].parameters == 1
 
 
 for _v in VERIFIERS:

@@ -1,4 +1,5 @@
-"""Exact, complete verification of one-parameter families (brightness, contrast).
+"""Exact, complete verification of one-parameter families (brightness, contrast; every
+family whose ``parameters`` is 1).
 
 The composed network ``t -> logits`` has a single input, so it is piecewise linear on
 the segment [lower, upper]. We walk the segment piece by piece: at the current point we
@@ -10,8 +11,8 @@ at an endpoint (the minimum of affine functions is concave). This gives the exac
 minimum margin over the box and the exact parameters where the label changes.
 
 When a pattern changes in a few neurons only, the next layer's affine forms are updated
-from those columns of its weight matrix (the clip prefix of brightness and contrast has
-2 x pixels ReLUs, most of which never flip), so a walk costs milliseconds on the MLP and
+from those columns of its weight matrix (the clip prefix keeps only the clip ReLUs the
+box can flip, see ``perturbations.Prefix``), so a walk costs milliseconds on the MLP and
 CNN3 used here. All arithmetic is float64.
 """
 
@@ -33,8 +34,6 @@ REL_TOL = 1e-11
 MAX_PIECES = 200_000
 #: fraction of a layer's width above which a flip update is done as a full product
 SPARSE_FRACTION = 0.25
-#: nominal parameter (the unperturbed image) of the one-parameter families
-NOMINAL = {"brightness": 0.0, "contrast": 1.0}
 
 
 class WalkLimit(Exception):
@@ -245,14 +244,11 @@ def label_change_points(
 
 
 def nominal_parameter(problem: Problem) -> float:
-    """The parameter that gives the unperturbed image (brightness 0, contrast 1)."""
+    """The parameter that gives the unperturbed image (brightness 0, contrast 1; the
+    family's ``nominal()``), else the middle of the box (a VNNLIB box)."""
     fam = problem.family
-    if fam is not None and fam.name in NOMINAL:
-        return NOMINAL[fam.name]
-    if fam is not None:
-        p = fam.infer_params(fam.image)
-        if p is not None:
-            return float(np.asarray(p).reshape(-1)[0])
+    if fam is not None and fam.structured:
+        return float(np.asarray(fam.nominal()).reshape(-1)[0])
     return 0.5 * float(problem.lower[0] + problem.upper[0])
 
 
