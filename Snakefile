@@ -17,6 +17,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/verify.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/search.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/vnncomp.smk"
 
@@ -27,3 +28,4 @@ rule all:
         rules.figures.output,
         rules.findings.output,
         expand(rules.examples.output.figure, dataset=DATASETS),
+        rules.search_stats.output if SEARCH["enabled"] else [],

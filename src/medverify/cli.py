@@ -41,6 +41,7 @@ def _verify(args) -> int:
     else:
         if not args.dataset:
             raise MedverifyError("--dataset is required with --image-index")
+        _note_unknown_dataset(args.dataset, args.data_dir)
         test = data.load(args.dataset, args.data_dir, channels=args.channels, splits=("test",))[
             "test"
         ]
@@ -235,6 +236,88 @@ def _vnncomp(args) -> int:
     )
     flagged = sum(bool(r.flags) for r in records)
     print(f"{len(records)} records ({flagged} flagged) -> {args.out}")
+
+
+def _note_unknown_dataset(name: str, data_dir: str) -> None:
+    """A name medmnist does not know reads DIR/NAME.npz without an md5 check: say so."""
+    from . import data
+
+    if data.medmnist_info(name) is None:
+        print(
+            f"medverify: {name!r} is not a MedMNIST name: reading "
+            f"{data.dataset_path(name, data_dir)} without an md5 check",
+            file=sys.stderr,
+        )
+
+
+def _add_search(sub):
+    from .search import DEFAULT_MAX_EPS, DEFAULT_RESOLUTION, DEFAULT_TIMEOUT_S
+
+    p = sub.add_parser("search", help="critical magnitude of one image (bracket on a grid)")
+    p.add_argument("--onnx", required=True, help="classifier ONNX file")
+    p.add_argument("--dataset", required=True, help="dataset name (DIR/NAME.npz)")
+    p.add_argument("--data-dir", default="data/medmnist", help="directory holding <dataset>.npz")
+    p.add_argument("--split", default="test", choices=("test", "train"))
+    p.add_argument("--channels", type=int, default=1, choices=(1, 3))
+    p.add_argument("--image-index", type=int, required=True, help="position in the split")
+    p.add_argument("--family", default="linf", help="a perturbation family name")
+    p.add_argument("--verifier", required=True, help="marabou | crown | milp | exact")
+    p.add_argument(
+        "--method",
+        default=None,
+        help="bisection | exact | milp-min (default: exact for --verifier exact, else bisection)",
+    )
+    p.add_argument("--timeout-per-probe", type=float, default=DEFAULT_TIMEOUT_S, help="seconds")
+    p.add_argument(
+        "--resolution", type=float, default=DEFAULT_RESOLUTION, help="grid step, [0,1] pixel units"
+    )
+    p.add_argument("--max-eps", type=float, default=DEFAULT_MAX_EPS, help="top of the range")
+    p.add_argument("--options", default="{}", help="backend options as JSON")
+    p.add_argument("--cache-dir", help="probe cache (default: <out>.probes)")
+    p.add_argument("--out", required=True, help="search record JSON to write")
+
+
+def _search(args) -> int:
+    from . import data, results, search
+    from .results import Question
+
+    grid = search.Grid(max_eps=args.max_eps, resolution=args.resolution)
+    method = args.method or ("exact" if args.verifier == "exact" else "bisection")
+    if not search.method_applies(method, args.verifier, args.family):
+        raise MedverifyError(
+            f"--method {method} does not apply to --verifier {args.verifier} on {args.family}"
+        )
+    _note_unknown_dataset(args.dataset, args.data_dir)
+    split = data.load(args.dataset, args.data_dir, channels=args.channels, splits=(args.split,))[
+        args.split
+    ]
+    if not 0 <= args.image_index < len(split.labels):
+        raise MedverifyError(
+            f"--image-index {args.image_index} out of range: {args.dataset} {args.split} has "
+            f"{len(split.labels)} images"
+        )
+    question = Question(
+        dataset=args.dataset,
+        model=args.onnx,
+        index=args.image_index,
+        true_label=int(split.labels[args.image_index]),
+        family=args.family,
+        magnitude_k=0.0,
+        verifier=args.verifier,
+        timeout_s=args.timeout_per_probe,
+    )
+    record = search.search_image(
+        args.onnx,
+        split.images[args.image_index],
+        question,
+        grid=grid,
+        method=method,
+        options=json.loads(args.options),
+        cache_dir=args.cache_dir or f"{args.out}.probes",
+        split=args.split,
+    )
+    results.write(record, args.out)
+    print(f"{search.bracket_line(record)} -> {args.out}")
     return 0
 
 
@@ -245,13 +328,15 @@ def main(argv=None) -> int:
     _add_verify(sub)
     _add_train(sub)
     _add_vnncomp(sub)
+    _add_search(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return {"verify": _verify, "train": _train, "vnncomp": _vnncomp}[args.command](args)
+        commands = {"verify": _verify, "train": _train, "vnncomp": _vnncomp, "search": _search}
+        return commands[args.command](args)
     except (MedverifyError, ValueError, json.JSONDecodeError) as exc:
         print(f"medverify: error: {exc}", file=sys.stderr)
         return 2

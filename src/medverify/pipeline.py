@@ -179,9 +179,11 @@ def select_instances(
     *,
     channels: int = 1,
     md5: str | None = "auto",
+    split: str = "test",
 ) -> list[dict]:
-    """The first ``n`` correctly classified test images in test-set order (onnxruntime)."""
-    test = data.load(dataset, data_dir, channels=channels, md5=md5, splits=("test",))["test"]
+    """The first ``n`` correctly classified images of ``split`` (default the test split)
+    in split order (onnxruntime)."""
+    test = data.load(dataset, data_dir, channels=channels, md5=md5, splits=(split,))[split]
     ort = onnx_io.OrtClassifier(onnx_path)
     chosen = []
     for idx in range(len(test.labels)):
@@ -198,10 +200,11 @@ def select_instances(
             if len(chosen) == n:
                 break
     if len(chosen) < n:
-        log.warning("only %d correctly classified test images (asked for %d)", len(chosen), n)
+        log.warning("only %d correctly classified %s images (asked for %d)", len(chosen), split, n)
     results.write_json(
         {
             "dataset": dataset,
+            "split": split,
             "onnx": str(onnx_path),
             "model_sha256": onnx_io.sha256(onnx_path),
             "instances": chosen,

@@ -209,3 +209,86 @@ def counterexample(original: np.ndarray, perturbed: np.ndarray, record: Mapping)
     )
     fig.tight_layout()
     return fig
+
+
+# --- robustness distributions (search records; frames from medverify.stats) ----------
+def _dist_label(df: pd.DataFrame) -> pd.Series:
+    return df["dataset"] + "/" + df["model"] + " (" + df["split"] + ")"
+
+
+def critical_ecdf(df: pd.DataFrame):
+    """ECDF of the critical eps (x255) per model and split, one panel per family and
+    method/verifier; censored searches are left out (their count is in the legend)."""
+    d = df.dropna(subset=["critical"])
+    if d.empty:
+        return note("no search bracketed at the grid resolution")
+    sns.set_theme(style="whitegrid", context="paper")
+    d = d.assign(
+        model_split=_dist_label(d),
+        panel=d["family"] + ", " + d["method"] + "/" + d["verifier"],
+        critical_255=d["critical"] * 255,
+    )
+    panels = _order(d["panel"])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        sub = d[d["panel"] == panel]
+        sns.ecdfplot(data=sub, x="critical_255", hue="model_split", ax=ax)
+        ax.set_xscale("log")
+        ax.set_xlabel("critical eps (x 1/255, log scale)")
+        ax.set_title(panel, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def critical_violin(df: pd.DataFrame):
+    """Violin plots with the quartiles of critical eps (x255) per model, split by split."""
+    d = df.dropna(subset=["critical"])
+    if d.empty:
+        return note("no search bracketed at the grid resolution")
+    sns.set_theme(style="whitegrid", context="paper")
+    d = d.assign(
+        model=d["dataset"] + "/" + d["model"],
+        panel=d["family"] + ", " + d["method"] + "/" + d["verifier"],
+        critical_255=d["critical"] * 255,
+    )
+    panels = _order(d["panel"])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        sub = d[d["panel"] == panel]
+        sns.violinplot(
+            data=sub, x="model", y="critical_255", hue="split", inner="quart", cut=0, ax=ax
+        )
+        ax.set_ylabel("critical eps (x 1/255)")
+        ax.set_title(panel, fontsize=9)
+        ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    return fig
+
+
+def critical_scatter(pairs: pd.DataFrame):
+    """Critical eps of the same image under two models (stats.paired_models), log axes."""
+    if pairs.empty:
+        return note("no image searched under two models")
+    sns.set_theme(style="whitegrid", context="paper")
+    p = pairs.assign(
+        pair=pairs["dataset"] + ": " + pairs["model_a"] + " vs " + pairs["model_b"],
+        panel=pairs["family"] + " (" + pairs["split"] + ")",
+    )
+    groups = _order(zip(p["pair"], p["panel"], strict=True))
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.4), squeeze=False)
+    for ax, (pair, panel) in zip(axes[0], groups, strict=True):
+        sub = p[(p["pair"] == pair) & (p["panel"] == panel)]
+        ax.scatter(sub["critical_a"] * 255, sub["critical_b"] * 255, s=10, alpha=0.7)
+        lim = [
+            min(sub["critical_a"].min(), sub["critical_b"].min()) * 255 * 0.9,
+            max(sub["critical_a"].max(), sub["critical_b"].max()) * 255 * 1.1,
+        ]
+        ax.plot(lim, lim, color="grey", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        a, b = pair.split(": ", 1)[1].split(" vs ")
+        ax.set_xlabel(f"{a}: critical eps (x 1/255)")
+        ax.set_ylabel(f"{b}: critical eps (x 1/255)")
+        ax.set_title(f"{pair}\n{panel}", fontsize=8)
+    fig.tight_layout()
+    return fig

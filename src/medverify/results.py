@@ -122,10 +122,93 @@ def write_json(obj, path: str | os.PathLike) -> None:
         raise
 
 
-def write(record: Record, path: str | os.PathLike) -> None:
+def write(record: Record | SearchRecord, path: str | os.PathLike) -> None:
     write_json(record.to_dict(), path)
 
 
 def read(path: str | os.PathLike) -> Record:
     with open(path) as fh:
         return Record.from_dict(json.load(fh))
+
+
+#: How a search found its bracket: bisection over a backend, the exact walk of a
+#: one-parameter family, or the MILP minimum L-infinity distortion.
+SEARCH_METHODS = ("bisection", "exact", "milp-min")
+
+
+@dataclass
+class SearchRecord:
+    """The critical magnitude of one input: the largest magnitude proven robust
+    (``eps_robust``) and the smallest with a replayed counterexample
+    (``eps_counterexample``), both in [0, 1] pixel units (k/255). Instance fields come from
+    a :class:`Question` (its ``magnitude_k`` is the top of the range, its ``timeout_s``
+    the per-probe timeout); ``probes`` are ordinary verification records (as dicts).
+
+    ``eps_counterexample`` None: no counterexample up to ``max_eps`` (right-censored at the
+    range). ``censored``: a probe ended undecided (timeout / unknown / error), so the
+    bracket is wider than the grid allows; the bracket is still what was proven."""
+
+    dataset: str
+    model: str
+    index: int  # position of the image in its split
+    true_label: int
+    family: str
+    magnitude_k: float  # top of the searched range, k/255 = max_eps
+    verifier: str
+    method: str
+    eps_robust: float | None
+    eps_counterexample: float | None
+    censored: bool
+    split: str = "test"
+    strategy: str = "joint"
+    timeout_s: float = 0.0  # per probe
+    model_sha256: str = ""
+    slot: int | None = None
+    resolution: float = 0.0
+    max_eps: float = 0.0
+    counterexample_label: int | None = None  # label reached at eps_counterexample
+    probes: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    message: str = ""
+    extra: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        if self.method not in SEARCH_METHODS:
+            raise ValueError(
+                f"unknown search method {self.method!r}: one of {', '.join(SEARCH_METHODS)}"
+            )
+
+    @classmethod
+    def build(cls, question: Question, method: str, **fields_) -> SearchRecord:
+        """The one search-record builder: the question's fields plus the bracket."""
+        clash = set(fields_) & set(QUESTION_FIELDS)
+        if clash:
+            raise TypeError(f"search fields {sorted(clash)} belong to the question")
+        return cls(method=method, **asdict(question), **fields_)
+
+    @property
+    def question(self) -> Question:
+        return Question(**{name: getattr(self, name) for name in QUESTION_FIELDS})
+
+    @property
+    def width(self) -> float | None:
+        if self.eps_robust is None or self.eps_counterexample is None:
+            return None
+        return self.eps_counterexample - self.eps_robust
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchRecord:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"search record has unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+def read_search(path: str | os.PathLike) -> SearchRecord:
+    with open(path) as fh:
+        return SearchRecord.from_dict(json.load(fh))

@@ -337,3 +337,132 @@ def _affine(row: np.ndarray, bias: float, inputs):
 
     terms = [(v, float(c)) for v, c in zip(inputs, row, strict=True) if v is not None and c != 0]
     return pulp.LpAffineExpression(terms, constant=float(bias))
+
+
+# --- minimum distortion (MIPVerify-style) --------------------------------------------
+def minimum_distortion(
+    classifier,
+    image: np.ndarray,
+    label: int,
+    targets,
+    max_eps: float,
+    timeout_s: float,
+    *,
+    solver: str = "highs",
+    bounds: str = "crown",
+    threads: int = 1,
+) -> dict:
+    """Minimise the L-infinity distortion eps subject to a label change:
+    ``min eps  s.t.  |x - image| <= eps,  x in [0, 1],  f_label(x) <= f_j(x)`` for some
+    target j, over eps in [0, max_eps]. One MILP per target (most dangerous first, by its
+    CROWN lower bound over the max_eps ball); each later MILP is capped by the best eps
+    found so far. Big-M bounds come from ``medverify.bounds`` over the max_eps ball.
+
+    Returns ``eps`` (the smallest distortion found, None if none), ``params`` (the point),
+    ``target`` (its label), ``lower`` (a proven lower bound on the minimum over all
+    targets: no label change for any eps below it), ``proven`` (the minimum is optimal for
+    every target) and ``stats``. A target whose CROWN lower bound over the ball is positive
+    needs no MILP."""
+    import pulp
+
+    start = time.perf_counter()
+    deadline = start + max(float(timeout_s) - RESERVE_S, 0.05)
+    x0 = np.asarray(image, dtype=np.float64).reshape(-1)
+    max_eps = float(max_eps)
+    lower = np.clip(x0 - max_eps, 0.0, 1.0)
+    upper = np.clip(x0 + max_eps, 0.0, 1.0)
+    targets = [int(j) for j in targets]
+    mnet = classifier.margin_net(int(label), targets)
+    layer_bounds = bounds_mod.compute(mnet, lower, upper, bounds)
+    out_lo = layer_bounds[-1][0]
+    model = _Encoding(mnet, layer_bounds, lower, upper)
+    eps = model._var("eps", 0.0, max_eps)
+    for i, (xi, ci) in enumerate(zip(model.x, x0, strict=True)):
+        if upper[i] > lower[i]:
+            model.prob += xi - eps <= float(ci)
+            model.prob += xi + eps >= float(ci)
+    model.prob.setObjective(pulp.LpAffineExpression([(eps, 1.0)]))
+    best_eps, best_x, best_j = None, None, None
+    lower_bounds = {}
+    stats = {"targets_pruned_by_bounds": 0, "binaries": model.binaries, "solved": []}
+    cap = None
+    for r in np.argsort(out_lo):
+        r = int(r)
+        j = targets[r]
+        if out_lo[r] > 0:
+            lower_bounds[j] = max_eps  # no label change to j anywhere in the ball
+            stats["targets_pruned_by_bounds"] += 1
+            continue
+        left = deadline - time.perf_counter()
+        if left <= 0.01:
+            lower_bounds[j] = 0.0
+            continue
+        name = f"change_{r}"
+        model.prob += (model.margins[r] <= 0.0), name
+        if cap is not None:
+            model.prob += (eps <= cap), "cap"
+        out = _solve_min(model, solver, left, threads)
+        del model.prob.constraints[name]
+        if "cap" in model.prob.constraints:
+            del model.prob.constraints["cap"]
+        finished = out.proven and not out.time_limited
+        infeasible = out.params is None and not out.time_limited and "nfeasible" in out.message
+        stats["solved"].append(
+            {"label": j, "proven": finished or infeasible, "objective": out.objective}
+        )
+        if out.params is not None and math.isfinite(out.objective):
+            value = float(np.max(np.abs(out.params - x0)))
+            if best_eps is None or value < best_eps:
+                best_eps, best_x, best_j, cap = value, out.params, j, value
+        # a proven bound on the minimum for j (a capped run proves at most the cap)
+        if infeasible:
+            lower_bounds[j] = max_eps if cap is None else cap
+        elif out.proven and math.isfinite(out.bound):
+            lower_bounds[j] = max(0.0, float(out.bound))
+        else:
+            lower_bounds[j] = 0.0
+    proven_all = all(s["proven"] for s in stats["solved"]) and len(lower_bounds) == len(targets)
+    lower_all = min(lower_bounds.values()) if lower_bounds else 0.0
+    if best_eps is not None:
+        lower_all = min(lower_all, best_eps)
+    stats["seconds"] = round(time.perf_counter() - start, 4)
+    return {
+        "eps": best_eps,
+        "params": best_x,
+        "target": best_j,
+        "lower": float(lower_all),
+        "proven": bool(proven_all and best_eps is not None),
+        "stats": stats,
+    }
+
+
+def _solve_min(model: _Encoding, solver: str, time_limit: float, threads: int) -> _Outcome:
+    """Solve the model's current objective; a proven optimum carries its dual bound."""
+    import pulp
+
+    limit = max(float(time_limit), 0.01)
+    if solver == "highs":
+        cmd = pulp.HiGHS(msg=False, timeLimit=limit, threads=threads, gapAbs=1e-7, gapRel=1e-6)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(0.1, limit), threads=threads)
+    t0 = time.perf_counter()
+    try:
+        model.prob.solve(cmd)
+    except pulp.PulpSolverError as exc:
+        return _Outcome(message=f"solver error: {exc}")
+    elapsed = time.perf_counter() - t0
+    sol = model.prob.sol_status
+    params, objective = None, math.nan
+    if sol in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        vals = [v.varValue for v in model.x]
+        if all(v is not None for v in vals):
+            params = np.array(vals, dtype=np.float64)
+        value = pulp.value(model.prob.objective)
+        objective = math.nan if value is None else float(value)
+    if solver == "highs":
+        return model._highs_outcome(params, objective, limit, elapsed)
+    if sol == pulp.LpSolutionOptimal and math.isfinite(objective):
+        return _Outcome(True, objective, objective, params)
+    return _Outcome(params=params, objective=objective, time_limited=elapsed >= 0.9 * limit)

@@ -1,0 +1,151 @@
+"""Critical-eps searches on real models, for the closing note of the search issue.
+
+    # L-infinity bisection with crown: time, bracket width, censored count
+    python benchmarks/search.py bisection --onnx M.onnx --dataset mnist10k \
+        --data-dir ../shared/data/mnist --instances 100 --timeout 2 --out DIR
+    # exact critical beta vs bisection, MILP minimum eps vs the bisection bracket
+    python benchmarks/search.py routes --onnx M.onnx --dataset pneumoniamnist \
+        --data-dir ../shared/data/medmnist --instances 100 --timeout 2 --out DIR
+
+Inputs are the first N correctly classified test images (onnxruntime), as in the
+workflow. Every search record is written to DIR/<route>/<family>/<index>.json (probes
+cached under DIR/cache), so an interrupted run resumes. Prints one summary line per part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from medverify import data, onnx_io, results, search
+from medverify.results import Question
+
+
+def selected(onnx, images, labels, n):
+    ort = onnx_io.OrtClassifier(onnx)
+    out = []
+    for i in range(len(labels)):
+        if int(np.argmax(ort.logits(images[i : i + 1])[0])) == int(labels[i]):
+            out.append(i)
+            if len(out) == n:
+                break
+    return out
+
+
+def run(args, family, verifier, method, index, images, labels):
+    out = Path(args.out) / method / family / verifier / f"{index}.json"
+    if out.exists():
+        return results.read_search(out)
+    q = Question(
+        dataset=args.dataset,
+        model=Path(args.onnx).parent.name,
+        index=index,
+        true_label=int(labels[index]),
+        family=family,
+        magnitude_k=0,
+        verifier=verifier,
+        timeout_s=args.timeout,
+    )
+    grid = search.Grid(max_eps=args.max_eps.get(family, search.DEFAULT_MAX_EPS))
+    rec = search.search_image(
+        args.onnx,
+        images[index],
+        q,
+        grid=grid,
+        method=method,
+        cache_dir=Path(args.out) / "cache" / method / family / verifier / str(index),
+    )
+    results.write(rec, out)
+    return rec
+
+
+def summary(name, recs):
+    secs = np.array([r.seconds for r in recs])
+    widths = [r.width for r in recs if r.width is not None]
+    at_res = sum(1 for r in recs if r.width is not None and r.width <= r.resolution + 1e-12)
+    beyond = sum(1 for r in recs if r.eps_counterexample is None)
+    print(
+        f"{name}: n={len(recs)} median {np.median(secs):.2f}s p90 {np.percentile(secs, 90):.2f}s "
+        f"at resolution {at_res}/{len(recs)}, censored {sum(r.censored for r in recs)}, "
+        f"no counterexample in range {beyond}, median width "
+        f"{np.median(widths) * 255 if widths else float('nan'):.2f}/255",
+        flush=True,
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("part", choices=("bisection", "routes"))
+    ap.add_argument("--onnx", required=True)
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--instances", type=int, default=100)
+    ap.add_argument("--timeout", type=float, default=2.0, help="per probe (milp-min: whole)")
+    ap.add_argument("--milp-timeout", type=float, default=30.0)
+    ap.add_argument("--verifier", default="crown")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    args.max_eps = {"linf": 0.4, "brightness": 1.0}
+    test = data.load(args.dataset, args.data_dir, md5=None, splits=("test",))["test"]
+    idx = selected(args.onnx, test.images, test.labels, args.instances)
+    if args.part == "bisection":
+        recs = [
+            run(args, "linf", args.verifier, "bisection", i, test.images, test.labels) for i in idx
+        ]
+        summary(f"{args.dataset} linf bisection/{args.verifier}", recs)
+        return 0
+    # exact critical beta vs bisection on brightness
+    agree, n, rows = 0, 0, []
+    bis_b, ex_b = [], []
+    for i in idx:
+        b = run(args, "brightness", args.verifier, "bisection", i, test.images, test.labels)
+        e = run(args, "brightness", "exact", "exact", i, test.images, test.labels)
+        bis_b.append(b)
+        ex_b.append(e)
+        n += 1
+        if e.eps_counterexample is None:
+            ok = b.eps_counterexample is None and not b.censored
+        else:
+            hi = b.eps_counterexample if b.eps_counterexample is not None else np.inf
+            ok = b.eps_robust - 1e-12 <= e.eps_robust <= hi + 1e-12
+        agree += ok
+        if not ok:
+            rows.append((i, b.eps_robust, b.eps_counterexample, e.eps_robust))
+    summary(f"{args.dataset} brightness bisection/{args.verifier}", bis_b)
+    summary(f"{args.dataset} brightness exact", ex_b)
+    print(f"exact critical beta inside the bisection bracket: {agree}/{n}; misses {rows}")
+    # MILP minimum eps vs the linf bisection bracket
+    inside, finished, total, miss = 0, 0, 0, []
+    bis_l, mil = [], []
+    timeout = args.timeout
+    for i in idx:
+        b = run(args, "linf", args.verifier, "bisection", i, test.images, test.labels)
+        args.timeout = args.milp_timeout
+        m = run(args, "linf", "milp", "milp-min", i, test.images, test.labels)
+        args.timeout = timeout
+        bis_l.append(b)
+        mil.append(m)
+        total += 1
+        v = m.extra.get("min_eps")
+        if v is None or not m.extra.get("proven"):
+            continue
+        finished += 1
+        hi = b.eps_counterexample if b.eps_counterexample is not None else np.inf
+        if b.eps_robust - 1e-9 <= v <= hi + 1e-9:
+            inside += 1
+        else:
+            miss.append((i, b.eps_robust, b.eps_counterexample, v))
+    summary(f"{args.dataset} linf bisection/{args.verifier}", bis_l)
+    summary(f"{args.dataset} linf milp-min", mil)
+    print(
+        f"milp minimum eps finished (proven optimal) on {finished}/{total}; inside the "
+        f"bisection bracket on {inside}/{finished}; misses {miss}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Statistics of robustness distributions (scipy): search records -> one row per search
+-> log-normal fits with Kolmogorov-Smirnov tests, train vs test, cross-model correlation.
+
+Each search gives a bracket ``[eps_robust, eps_counterexample]``. Its point value
+``critical`` is the bracket's midpoint when the bracket is at the grid resolution (or
+exact); otherwise the row is *censored* and enters the point statistics not at all:
+
+- ``censored`` (a probe ended undecided, or the bracket is wider than the grid) and
+  ``beyond`` (no counterexample up to the top of the range: right-censored) rows are
+  excluded from the KS tests and counted in ``n_censored`` / ``n_beyond``;
+- the log-normal fit is also given by interval-censored maximum likelihood over *every*
+  bracket (``mu_icml``, ``sigma_icml``): an exact value contributes its density, a
+  bracket ``F(hi) - F(lo)``, a beyond-range row ``1 - F(lo)``.
+
+The plain KS p-value uses parameters estimated from the same sample, which makes it
+optimistic; ``scipy.stats.goodness_of_fit`` (Monte Carlo under the fitted law, refitting
+each sample, loc fixed at 0) gives a p-value that accounts for it. Both are reported.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from . import results
+
+ALPHA = 0.05
+#: the columns that identify a distribution (one model's searches of one kind)
+GROUP = ["dataset", "model", "family", "verifier", "method"]
+#: Monte Carlo samples of the goodness_of_fit test
+MC_SAMPLES = 499
+
+
+def search_frame(records: Sequence[results.SearchRecord], paths=None) -> pd.DataFrame:
+    """One row per search record (probes dropped)."""
+    paths = list(paths) if paths is not None else [""] * len(records)
+    rows = []
+    for rec, path in zip(records, paths, strict=True):
+        lo, hi = rec.eps_robust, rec.eps_counterexample
+        width = None if lo is None or hi is None else hi - lo
+        if hi is None:
+            kind = "beyond"
+        elif rec.censored or lo is None or width > rec.resolution * (1 + 1e-6) + 1e-12:
+            kind = "censored"
+        else:
+            kind = "exact" if width <= 1e-12 else "bracketed"
+        rows.append(
+            {
+                "dataset": rec.dataset,
+                "model": rec.model,
+                "family": rec.family,
+                "verifier": rec.verifier,
+                "method": rec.method,
+                "split": rec.split,
+                "slot": rec.slot,
+                "index": rec.index,
+                "true_label": rec.true_label,
+                "eps_robust": lo,
+                "eps_counterexample": hi,
+                "width": width,
+                "censored": bool(rec.censored),
+                "kind": kind,
+                "critical": (lo + hi) / 2 if kind in ("exact", "bracketed") else np.nan,
+                "counterexample_label": rec.counterexample_label,
+                "resolution": rec.resolution,
+                "max_eps": rec.max_eps,
+                "timeout_s": rec.timeout_s,
+                "probes": len(rec.probes),
+                "seconds": rec.seconds,
+                "message": rec.message,
+                "path": str(path),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def load(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    paths = [str(p) for p in paths]
+    return search_frame([results.read_search(p) for p in paths], paths)
+
+
+def _icml(lo: np.ndarray, hi: np.ndarray, mu0: float, s0: float) -> tuple[float, float]:
+    """Interval-censored log-normal MLE: (mu, sigma) of log eps."""
+    exact = np.isfinite(hi) & (np.abs(hi - lo) <= 1e-12)
+    ll = np.log(np.where(lo > 0, lo, np.nan))
+    lh = np.log(np.where(np.isfinite(hi) & (hi > 0), hi, np.nan))
+
+    def nll(theta):
+        mu, log_s = theta
+        s = np.exp(log_s)
+        total = 0.0
+        if exact.any():
+            total += np.sum(stats.norm.logpdf(ll[exact], mu, s) - ll[exact])
+        iv = ~exact
+        upper = np.where(np.isfinite(lh[iv]), stats.norm.cdf(lh[iv], mu, s), 1.0)
+        lower = np.where(np.isfinite(ll[iv]), stats.norm.cdf(ll[iv], mu, s), 0.0)
+        total += np.sum(np.log(np.maximum(upper - lower, 1e-300)))
+        return -total
+
+    res = optimize.minimize(nll, [mu0, np.log(max(s0, 1e-3))], method="Nelder-Mead")
+    return float(res.x[0]), float(np.exp(res.x[1]))
+
+
+def lognormal_fit(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per distribution and split: counts, log-normal (mu, sigma) by MLE on the point
+    values, plain KS and goodness_of_fit KS (statistic, p-value, reject at ALPHA), and the
+    interval-censored MLE over every bracket."""
+    rows = []
+    for key, g in df.groupby([*GROUP, "split"], sort=True):
+        x = g["critical"].dropna().to_numpy(dtype=float)
+        x = x[x > 0]
+        row = dict(zip([*GROUP, "split"], key, strict=True))
+        row.update(
+            n=len(g),
+            n_point=len(x),
+            n_censored=int((g["kind"] == "censored").sum()),
+            n_beyond=int((g["kind"] == "beyond").sum()),
+        )
+        mu = sigma = ks = ks_p = gof = gof_p = np.nan
+        if len(x) >= 3 and np.ptp(np.log(x)) > 0:
+            logs = np.log(x)
+            mu, sigma = float(logs.mean()), float(logs.std())
+            kt = stats.kstest(x, "lognorm", args=(sigma, 0, np.exp(mu)))
+            ks, ks_p = float(kt.statistic), float(kt.pvalue)
+            gt = stats.goodness_of_fit(
+                stats.lognorm,
+                x,
+                known_params={"loc": 0},
+                statistic="ks",
+                n_mc_samples=MC_SAMPLES,
+                rng=np.random.default_rng(seed),
+            )
+            gof, gof_p = float(gt.statistic), float(gt.pvalue)
+        row.update(
+            mu=mu,
+            sigma=sigma,
+            ks_statistic=ks,
+            ks_pvalue=ks_p,
+            ks_reject=bool(ks_p < ALPHA) if np.isfinite(ks_p) else None,
+            gof_statistic=gof,
+            gof_pvalue=gof_p,
+            gof_reject=bool(gof_p < ALPHA) if np.isfinite(gof_p) else None,
+        )
+        lo = g["eps_robust"].astype(float).fillna(0.0).to_numpy()
+        hi = g["eps_counterexample"].astype(float).fillna(np.inf).to_numpy()
+        usable = (lo > 0) | np.isfinite(hi)
+        if usable.sum() >= 3 and np.isfinite(mu):
+            row["mu_icml"], row["sigma_icml"] = _icml(lo[usable], hi[usable], mu, sigma)
+        else:
+            row["mu_icml"] = row["sigma_icml"] = np.nan
+        rows.append(row)
+    cols = [*GROUP, "split", "n", "n_point", "n_censored", "n_beyond", "mu", "sigma"]
+    cols += ["ks_statistic", "ks_pvalue", "ks_reject", "gof_statistic", "gof_pvalue"]
+    cols += ["gof_reject", "mu_icml", "sigma_icml"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def train_vs_test(df: pd.DataFrame) -> pd.DataFrame:
+    """Two-sample KS of the point values, train split against test split, per model."""
+    rows = []
+    for key, g in df.groupby(GROUP, sort=True):
+        a = g[g["split"] == "test"]["critical"].dropna().to_numpy(dtype=float)
+        b = g[g["split"] == "train"]["critical"].dropna().to_numpy(dtype=float)
+        row = dict(zip(GROUP, key, strict=True), n_test=len(a), n_train=len(b))
+        if len(a) and len(b):
+            t = stats.ks_2samp(a, b)
+            row.update(
+                ks_statistic=float(t.statistic),
+                ks_pvalue=float(t.pvalue),
+                reject=bool(t.pvalue < ALPHA),
+                median_test=float(np.median(a)),
+                median_train=float(np.median(b)),
+            )
+        rows.append(row)
+    cols = [*GROUP, "n_test", "n_train", "ks_statistic", "ks_pvalue", "reject"]
+    return pd.DataFrame(rows, columns=[*cols, "median_test", "median_train"])
+
+
+def paired_models(df: pd.DataFrame) -> pd.DataFrame:
+    """Point values of every model pair on the same image (dataset, family, verifier,
+    method, split, index), one row per pair and image."""
+    keys = ["dataset", "family", "verifier", "method", "split"]
+    frames = []
+    for key, g in df.dropna(subset=["critical"]).groupby(keys, sort=True):
+        models = list(dict.fromkeys(g["model"]))
+        for a, b in itertools.combinations(models, 2):
+            left = g[g["model"] == a][["index", "critical"]]
+            right = g[g["model"] == b][["index", "critical"]]
+            m = left.merge(right, on="index", suffixes=("_a", "_b"))
+            if m.empty:
+                continue
+            for name, value in zip(keys, key, strict=True):
+                m[name] = value
+            m["model_a"], m["model_b"] = a, b
+            frames.append(m)
+    cols = [*keys, "model_a", "model_b", "index", "critical_a", "critical_b"]
+    return pd.concat(frames)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def spearman(df: pd.DataFrame) -> pd.DataFrame:
+    """Spearman correlation of critical eps per image for every model pair."""
+    p = paired_models(df)
+    rows = []
+    keys = ["dataset", "family", "verifier", "method", "split", "model_a", "model_b"]
+    for key, g in p.groupby(keys, sort=True):
+        row = dict(zip(keys, key, strict=True), n=len(g))
+        if len(g) >= 3:
+            r = stats.spearmanr(g["critical_a"], g["critical_b"])
+            row.update(rho=float(r.statistic), pvalue=float(r.pvalue))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*keys, "n", "rho", "pvalue"])
+
+
+def counterexample_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """How often each label is reached by the counterexample at the bracket's upper end,
+    per model (true label -> reached label)."""
+    d = df.dropna(subset=["counterexample_label"])
+    keys = [*GROUP, "split", "true_label", "counterexample_label"]
+    if d.empty:
+        return pd.DataFrame(columns=[*keys, "count"])
+    d = d.assign(counterexample_label=d["counterexample_label"].astype(int))
+    return d.groupby(keys, sort=True).size().rename("count").reset_index()
+
+
+def merge(paths: Sequence[str], out_csv: str) -> pd.DataFrame:
+    """The search merge rule: every search record -> results/tables/critical_eps.csv."""
+    df = load(paths)
+    df.to_csv(out_csv, index=False)
+    return df
+
+
+def report(
+    critical_csv: str,
+    out_fit: str,
+    out_train_test: str,
+    out_spearman: str,
+    out_labels: str,
+    out_ecdf: str,
+    out_violin: str,
+    out_scatter: str,
+) -> None:
+    """The search statistics rule: tables and figures from critical_eps.csv."""
+    from . import plots
+
+    df = pd.read_csv(critical_csv)
+    lognormal_fit(df).to_csv(out_fit, index=False)
+    train_vs_test(df).to_csv(out_train_test, index=False)
+    spearman(df).to_csv(out_spearman, index=False)
+    counterexample_labels(df).to_csv(out_labels, index=False)
+    plots.save(plots.critical_ecdf(df), out_ecdf)
+    plots.save(plots.critical_violin(df), out_violin)
+    plots.save(plots.critical_scatter(paired_models(df)), out_scatter)

@@ -1,0 +1,174 @@
+# Robustness distributions: one critical-magnitude search per (dataset, model, family,
+# verifier, method, split, slot), merged into results/tables/critical_eps.csv, then
+# statistics tables and figures. Off unless config search.enabled.
+from medverify.results import SEARCH_METHODS
+from medverify.search import method_applies
+
+SEARCH = config["search"]
+SEARCH_SPLITS = {
+    split: n
+    for split, n in (("test", SEARCH["test_instances"]), ("train", SEARCH["train_instances"]))
+    if n > 0
+}
+
+
+def search_cells():
+    """(family, verifier, method) triples that apply (exact: one-parameter families)."""
+    return [
+        (family, verifier, method)
+        for family in SEARCH["families"]
+        for verifier in SEARCH["verifiers"]
+        for method in SEARCH["methods"]
+        if method_applies(method, verifier, family)
+    ]
+
+
+def search_paths():
+    if not SEARCH["enabled"]:
+        return []
+    return [
+        f"results/{ds}/{model}/search/{family}/{verifier}/{method}/{split}/{slot}.json"
+        for ds in DATASETS
+        for model in MODELS
+        for family, verifier, method in search_cells()
+        for split, n in SEARCH_SPLITS.items()
+        for slot in range(n)
+    ]
+
+
+def search_max_eps(wildcards):
+    return SEARCH["max_eps"].get(wildcards.family, SEARCH["default_max_eps"])
+
+
+wildcard_constraints:
+    method="|".join(SEARCH_METHODS),
+    split="test|train",
+
+
+rule search_select:
+    """The first N correctly classified images of a split (the same slot rule as
+    `select`; N from search.test_instances / search.train_instances)."""
+    input:
+        data=rules.data.output.summary,
+        onnx=rules.train.output.onnx,
+    output:
+        instances="results/{dataset}/{model}/search/instances_{split}.json",
+    params:
+        data_dir=config["data_dir"],
+        channels=lookup(dpath="dataset_settings/{dataset}/channels", within=config),
+        n=lambda w: SEARCH_SPLITS[w.split],
+    log:
+        "logs/{dataset}/{model}/search/select_{split}.log",
+    conda:
+        BASE_ENV
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    script:
+        "../scripts/search_select.py"
+
+
+rule search:
+    """Critical magnitude of slot {slot} of the split's instances: bracket on the grid,
+    every probe an ordinary verification cached under {slot}.probes/ (a rerun resumes)."""
+    input:
+        onnx=rules.train.output.onnx,
+        instances=rules.search_select.output.instances,
+    output:
+        record="results/{dataset}/{model}/search/{family}/{verifier}/{method}/{split}/{slot}.json",
+    params:
+        data_dir=config["data_dir"],
+        channels=lookup(dpath="dataset_settings/{dataset}/channels", within=config),
+        timeout_s=SEARCH["timeout_s"],
+        resolution=SEARCH["resolution"],
+        max_eps=search_max_eps,
+        options=verifier_options,
+        cache=lambda w: (
+            f"results/{w.dataset}/{w.model}/search/{w.family}/{w.verifier}/{w.method}/"
+            f"{w.split}/{w.slot}.probes"
+        ),
+    log:
+        "logs/{dataset}/{model}/search/{family}/{verifier}/{method}/{split}/{slot}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{model}/search/{family}/{verifier}/{method}/{split}/{slot}.tsv"
+    conda:
+        verifier_env
+    threads: 1
+    resources:
+        runtime=lambda w: SEARCH["job_runtime_min"],
+        mem_mb=config["verify_mem_mb"],
+    script:
+        "../scripts/search.py"
+
+
+rule search_merge:
+    """Every search record -> one row per search."""
+    input:
+        records=search_paths(),
+    output:
+        table=report(
+            "results/tables/critical_eps.csv",
+            caption="../report/critical_eps.rst",
+            category="Robustness distributions",
+        ),
+    log:
+        "logs/search_merge.log",
+    conda:
+        BASE_ENV
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    script:
+        "../scripts/search_merge.py"
+
+
+rule search_stats:
+    """Log-normal fits with KS tests, train vs test, cross-model Spearman, counterexample
+    labels; ECDF, violin and scatter figures."""
+    input:
+        table=rules.search_merge.output.table,
+    output:
+        fit=report(
+            "results/tables/critical_lognormal.csv",
+            caption="../report/critical_lognormal.rst",
+            category="Robustness distributions",
+        ),
+        train_test=report(
+            "results/tables/critical_train_test.csv",
+            caption="../report/critical_train_test.rst",
+            category="Robustness distributions",
+        ),
+        spearman=report(
+            "results/tables/critical_spearman.csv",
+            caption="../report/critical_spearman.rst",
+            category="Robustness distributions",
+        ),
+        labels=report(
+            "results/tables/critical_labels.csv",
+            caption="../report/critical_labels.rst",
+            category="Robustness distributions",
+        ),
+        ecdf=report(
+            "results/figures/critical_ecdf.png",
+            caption="../report/critical_ecdf.rst",
+            category="Robustness distributions",
+        ),
+        violin=report(
+            "results/figures/critical_violin.png",
+            caption="../report/critical_violin.rst",
+            category="Robustness distributions",
+        ),
+        scatter=report(
+            "results/figures/critical_scatter.png",
+            caption="../report/critical_scatter.rst",
+            category="Robustness distributions",
+        ),
+    log:
+        "logs/search_stats.log",
+    conda:
+        BASE_ENV
+    resources:
+        runtime=30,
+        mem_mb=4000,
+    script:
+        "../scripts/search_stats.py"

@@ -1,0 +1,37 @@
+"""Rule search: the critical magnitude of one instance slot -> search.search_slot
+(probes cached in params.cache, so a rerun resumes)."""
+
+import logging
+
+from medverify.pipeline import rule_log
+
+with rule_log(snakemake.log[0], "search"):
+    from medverify import search
+    from medverify.results import Question
+
+    w = snakemake.wildcards
+    question = Question(
+        dataset=w.dataset,
+        model=w.model,
+        index=-1,  # filled in from the instances file
+        true_label=-1,
+        family=w.family,
+        magnitude_k=0.0,
+        verifier=w.verifier,
+        timeout_s=float(snakemake.params.timeout_s),
+        slot=int(w.slot),
+    )
+    record = search.search_slot(
+        question,
+        snakemake.params.data_dir,
+        snakemake.input.onnx,
+        snakemake.input.instances,
+        snakemake.output.record,
+        split=w.split,
+        grid=search.Grid(float(snakemake.params.max_eps), float(snakemake.params.resolution)),
+        method=w.method,
+        channels=snakemake.params.channels,
+        options=dict(snakemake.params.options),
+        cache_dir=snakemake.params.cache,
+    )
+    logging.info("%s", search.bracket_line(record))

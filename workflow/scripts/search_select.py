@@ -1,0 +1,18 @@
+"""Rule search_select: the first n correctly classified images of a split ->
+pipeline.select_instances."""
+
+from medverify.pipeline import rule_log
+
+with rule_log(snakemake.log[0], "search_select"):
+    from medverify import pipeline
+
+    pipeline.select_instances(
+        snakemake.wildcards.dataset,
+        snakemake.params.data_dir,
+        snakemake.input.onnx,
+        snakemake.params.n,
+        snakemake.output.instances,
+        channels=snakemake.params.channels,
+        md5=None,  # checked by rule data
+        split=snakemake.wildcards.split,
+    )
