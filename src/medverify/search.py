@@ -99,7 +99,9 @@ def method_applies(method: str, verifier: str, family: str) -> bool:
 
 
 class _Searcher:
-    def __init__(self, classifier, ort, image, question: Question, grid, options, cache_dir):
+    def __init__(
+        self, classifier, ort, image, question: Question, grid, options, cache_dir, seeds=True
+    ):
         self.classifier = classifier
         self.ort = ort
         self.image = np.asarray(image, dtype=np.float64).reshape(-1)
@@ -108,6 +110,7 @@ class _Searcher:
         self.options = options or {}
         self.cache = Path(cache_dir) if cache_dir else None
         self.probes: list[Record] = []
+        self.seeds = bool(seeds)  # False: every probe a backend call (tests, comparisons)
 
     def problem(self, i: int):
         q = self.question
@@ -123,12 +126,16 @@ class _Searcher:
     # --- cheap seeds ------------------------------------------------------------------
     def crown_proves(self, i: int) -> float | None:
         """The CROWN lower bound of the worst margin at grid point i when positive."""
+        if not self.seeds:
+            return None
         p = self.problem(i)
         lo = float(np.min(bounds.crown(p.margin_net(), p.lower, p.upper)[-1][0]))
         return lo if lo > 0 else None
 
     def attack(self, i: int):
         """Replayed verdict fields of a corner-search counterexample at grid point i."""
+        if not self.seeds:
+            return None
         p = self.problem(i)
         params = corner_search(p)
         if params is None and len(p.lower) <= attack.GRID_DIMS:
@@ -200,12 +207,26 @@ def bisection(s: _Searcher) -> dict:
         return dict(eps_robust=None, eps_counterexample=0.0, probes=[rec], censored=False)
     lo, hi = 0, None  # lo: proven robust; hi: replayed counterexample
     lo_rec = hi_rec = None
-    # CROWN lower end: largest proven grid point (bisection assuming monotone bounds;
-    # any proof is valid by nesting even where the bounds are not monotone)
-    b_lo, b_hi = 0, n + 1
+    # attack upper end first (cheapest): the smallest grid point where the corner search
+    # finds a replayed counterexample, by bisection from the top of the range
+    top = s.attack(n)
+    if top is not None:
+        a_lo, a_hi, a_fields = 0, n, top
+        while a_hi - a_lo > 1:
+            mid = (a_lo + a_hi) // 2
+            found = s.attack(mid)
+            if found is not None:
+                a_hi, a_fields = mid, found
+            else:
+                a_lo = mid
+        hi = a_hi
+        hi_rec = Record.build(s.probe_question(hi, SEED_ATTACK), **a_fields)
+    # CROWN lower end below it: the largest proven grid point (bisection assuming
+    # monotone bounds; any proof is valid by nesting even where they are not)
+    b_lo, b_hi = 0, (n + 1 if hi is None else hi)
     best_bound = None
     while b_hi - b_lo > 1:
-        mid = (b_lo + b_hi) // 2 if b_hi <= n else n  # try the top first
+        mid = n if b_hi == n + 1 else (b_lo + b_hi) // 2  # whole range: try the top first
         bound = s.crown_proves(mid)
         if bound is not None:
             b_lo, best_bound = mid, bound
@@ -221,21 +242,6 @@ def bisection(s: _Searcher) -> dict:
                 message="CROWN bounds prove every margin positive",
             ),
         )
-    if lo < n:
-        # attack upper end: smallest grid point (in lo+1..n) where corner search succeeds
-        a_lo, a_hi, a_fields = lo, None, None
-        top = s.attack(n)
-        if top is not None:
-            a_hi, a_fields = n, top
-            while a_hi - a_lo > 1:
-                mid = (a_lo + a_hi) // 2
-                found = s.attack(mid)
-                if found is not None:
-                    a_hi, a_fields = mid, found
-                else:
-                    a_lo = mid
-            hi = a_hi
-            hi_rec = Record.build(s.probe_question(hi, SEED_ATTACK), **a_fields)
     censored = False
     # complete-verifier bisection on the open part of the bracket
     while (hi is None and lo < n) or (hi is not None and hi - lo > 1):
@@ -405,10 +411,12 @@ def search_image(
     options: dict | None = None,
     cache_dir=None,
     split: str = "test",
+    seeds: bool = True,
 ) -> SearchRecord:
     """The critical magnitude of one image (never raises on a verifier failure: that is a
     censored record with the message). ``question.timeout_s`` is the per-probe timeout;
-    its ``magnitude_k`` is set to the top of the range."""
+    its ``magnitude_k`` is set to the top of the range. ``seeds=False`` skips the cheap
+    CROWN / corner-search ends, so every probe is a backend call."""
     grid = grid or Grid()
     if method not in ROUTES:
         raise ConfigError(f"unknown search method {method!r}: one of {', '.join(ROUTES)}")
@@ -419,7 +427,7 @@ def search_image(
     )
     classifier = onnx_io.load_affine(onnx_path)
     ort = onnx_io.OrtClassifier(onnx_path)
-    s = _Searcher(classifier, ort, image, question, grid, options, cache_dir)
+    s = _Searcher(classifier, ort, image, question, grid, options, cache_dir, seeds)
     fields = {"message": ""}
     fields.update(ROUTES[method](s))
     fields["probes"] = [r.to_dict() for r in fields.get("probes", s.probes)]
