@@ -55,6 +55,9 @@ DEFAULT_MAX_EPS = 0.4
 DEFAULT_TIMEOUT_S = 10.0
 #: names of the seed probes (not backends): the records of the bracket's cheap ends
 SEED_BOUND = "bounds.crown"
+#: bound methods of the lower-end seed, tried in order (each continues above the last);
+#: add "alpha-crown" where medverify.bounds has it for tighter, slower seeds
+BOUND_METHODS = ("crown",)
 SEED_ATTACK = "attack.corner_search"
 #: grid points of the attack seed on families with one or two parameters
 GRID_POINTS = 129
@@ -100,7 +103,16 @@ def method_applies(method: str, verifier: str, family: str) -> bool:
 
 class _Searcher:
     def __init__(
-        self, classifier, ort, image, question: Question, grid, options, cache_dir, seeds=True
+        self,
+        classifier,
+        ort,
+        image,
+        question: Question,
+        grid,
+        options,
+        cache_dir,
+        seeds=True,
+        bound_methods=BOUND_METHODS,
     ):
         self.classifier = classifier
         self.ort = ort
@@ -111,6 +123,7 @@ class _Searcher:
         self.cache = Path(cache_dir) if cache_dir else None
         self.probes: list[Record] = []
         self.seeds = bool(seeds)  # False: every probe a backend call (tests, comparisons)
+        self.bound_methods = tuple(bound_methods)
 
     def problem(self, i: int):
         q = self.question
@@ -124,12 +137,13 @@ class _Searcher:
         )
 
     # --- cheap seeds ------------------------------------------------------------------
-    def crown_proves(self, i: int) -> float | None:
-        """The CROWN lower bound of the worst margin at grid point i when positive."""
+    def crown_proves(self, i: int, method: str = "crown") -> float | None:
+        """The lower bound (``bounds.compute`` by ``method``) of the worst margin at grid
+        point i when it is positive."""
         if not self.seeds:
             return None
         p = self.problem(i)
-        lo = float(np.min(bounds.crown(p.margin_net(), p.lower, p.upper)[-1][0]))
+        lo = float(np.min(bounds.compute(p.margin_net(), p.lower, p.upper, method)[-1][0]))
         return lo if lo > 0 else None
 
     def attack(self, i: int):
@@ -224,22 +238,24 @@ def bisection(s: _Searcher) -> dict:
     # CROWN lower end below it: the largest proven grid point (bisection assuming
     # monotone bounds; any proof is valid by nesting even where they are not)
     b_lo, b_hi = 0, (n + 1 if hi is None else hi)
-    best_bound = None
-    while b_hi - b_lo > 1:
-        mid = n if b_hi == n + 1 else (b_lo + b_hi) // 2  # whole range: try the top first
-        bound = s.crown_proves(mid)
-        if bound is not None:
-            b_lo, best_bound = mid, bound
-        else:
-            b_hi = mid
+    best_bound, best_method = None, None
+    for method in s.bound_methods:  # each tighter method continues above the last
+        while b_hi - b_lo > 1:
+            mid = n if b_hi == n + 1 else (b_lo + b_hi) // 2  # whole range: top first
+            bound = s.crown_proves(mid, method)
+            if bound is not None:
+                b_lo, best_bound, best_method = mid, bound, method
+            else:
+                b_hi = mid
+        b_hi = n + 1 if hi is None else hi
     if b_lo > 0:
         lo = b_lo
         lo_rec = Record.build(
-            s.probe_question(lo, SEED_BOUND),
+            s.probe_question(lo, f"bounds.{best_method}"),
             **verdict(
                 "robust",
                 margin_lower_bound=best_bound,
-                message="CROWN bounds prove every margin positive",
+                message=f"{best_method} bounds prove every margin positive",
             ),
         )
     censored = False
@@ -412,11 +428,13 @@ def search_image(
     cache_dir=None,
     split: str = "test",
     seeds: bool = True,
+    bound_methods: tuple[str, ...] = BOUND_METHODS,
 ) -> SearchRecord:
     """The critical magnitude of one image (never raises on a verifier failure: that is a
     censored record with the message). ``question.timeout_s`` is the per-probe timeout;
     its ``magnitude_k`` is set to the top of the range. ``seeds=False`` skips the cheap
-    CROWN / corner-search ends, so every probe is a backend call."""
+    CROWN / corner-search ends, so every probe is a backend call; ``bound_methods`` names
+    the ``medverify.bounds`` methods of the lower-end seed, in order."""
     grid = grid or Grid()
     if method not in ROUTES:
         raise ConfigError(f"unknown search method {method!r}: one of {', '.join(ROUTES)}")
@@ -427,7 +445,7 @@ def search_image(
     )
     classifier = onnx_io.load_affine(onnx_path)
     ort = onnx_io.OrtClassifier(onnx_path)
-    s = _Searcher(classifier, ort, image, question, grid, options, cache_dir, seeds)
+    s = _Searcher(classifier, ort, image, question, grid, options, cache_dir, seeds, bound_methods)
     fields = {"message": ""}
     fields.update(ROUTES[method](s))
     fields["probes"] = [r.to_dict() for r in fields.get("probes", s.probes)]
