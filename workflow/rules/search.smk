@@ -2,42 +2,6 @@
 # verifier, method, split, slot), merged into results/tables/critical_eps.csv, then
 # statistics tables and figures. Off unless config search.enabled.
 from medverify.results import SEARCH_METHODS
-from medverify.search import method_applies
-
-SEARCH = config["search"]
-SEARCH_SPLITS = {
-    split: n
-    for split, n in (("test", SEARCH["test_instances"]), ("train", SEARCH["train_instances"]))
-    if n > 0
-}
-
-
-def search_cells():
-    """(family, verifier, method) triples that apply (exact: one-parameter families)."""
-    return [
-        (family, verifier, method)
-        for family in SEARCH["families"]
-        for verifier in SEARCH["verifiers"]
-        for method in SEARCH["methods"]
-        if method_applies(method, verifier, family)
-    ]
-
-
-def search_paths():
-    if not SEARCH["enabled"]:
-        return []
-    return [
-        f"results/{ds}/{model}/search/{family}/{verifier}/{method}/{split}/{slot}.json"
-        for ds in DATASETS
-        for model in MODELS
-        for family, verifier, method in search_cells()
-        for split, n in SEARCH_SPLITS.items()
-        for slot in range(n)
-    ]
-
-
-def search_max_eps(wildcards):
-    return SEARCH["max_eps"].get(wildcards.family, SEARCH["default_max_eps"])
 
 
 wildcard_constraints:
