@@ -83,9 +83,55 @@ def summary(name, recs):
     )
 
 
+def dist(args) -> int:
+    """Test and train split searches of one model (first N correctly classified of each),
+    then the statistics tables of medverify.stats over every record under --out."""
+    from medverify import stats
+
+    splits = data.load(args.dataset, args.data_dir, md5=None, splits=("test", "train"))
+    verifier = "exact" if args.method == "exact" else args.verifier
+    for split, sp in splits.items():
+        recs = []
+        for i in selected(args.onnx, sp.images, sp.labels, args.instances):
+            out = Path(args.out) / Path(args.onnx).parent.name / split / f"{i}.json"
+            if out.exists():
+                recs.append(results.read_search(out))
+                continue
+            q = Question(
+                dataset=args.dataset,
+                model=Path(args.onnx).parent.name,
+                index=i,
+                true_label=int(sp.labels[i]),
+                family=args.family,
+                magnitude_k=0,
+                verifier=verifier,
+                timeout_s=args.timeout,
+            )
+            grid = search.Grid(max_eps=args.max_eps.get(args.family, search.DEFAULT_MAX_EPS))
+            rec = search.search_image(
+                args.onnx, sp.images[i], q, grid=grid, method=args.method, split=split
+            )
+            results.write(rec, out)
+            recs.append(rec)
+        summary(f"{args.dataset}/{Path(args.onnx).parent.name} {split} {args.family}", recs)
+    if args.tables:
+        df = stats.load(sorted(Path(args.out).rglob("*.json")))
+        tables = Path(args.tables)
+        tables.mkdir(parents=True, exist_ok=True)
+        df.to_csv(tables / "critical_eps.csv", index=False)
+        for name, frame in (
+            ("critical_lognormal", stats.lognormal_fit(df)),
+            ("critical_train_test", stats.train_vs_test(df)),
+            ("critical_spearman", stats.spearman(df)),
+            ("critical_labels", stats.counterexample_labels(df)),
+        ):
+            frame.to_csv(tables / f"{name}.csv", index=False)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("part", choices=("bisection", "routes"))
+    ap.add_argument("part", choices=("bisection", "routes", "dist"))
     ap.add_argument("--onnx", required=True)
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--data-dir", required=True)
@@ -97,8 +143,13 @@ def main(argv=None) -> int:
     ap.add_argument("--crown-instances", type=int, default=30)
     ap.add_argument("--milp-instances", type=int, default=20)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--family", default="brightness", help="dist: family")
+    ap.add_argument("--method", default="exact", help="dist: search method")
+    ap.add_argument("--tables", help="dist: directory for the statistics tables")
     args = ap.parse_args(argv)
     args.max_eps = {"linf": 0.4, "brightness": 1.0}
+    if args.part == "dist":
+        return dist(args)
     test = data.load(args.dataset, args.data_dir, md5=None, splits=("test",))["test"]
     idx = selected(args.onnx, test.images, test.labels, args.instances)
     if args.part == "bisection":
