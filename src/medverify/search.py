@@ -384,12 +384,17 @@ def milp_min_route(s: _Searcher) -> dict:
         "milp_seconds": seconds,
         "milp": res["stats"],
     }
+    unproven = (
+        f"milp-min: minimum not proven within {q.timeout_s:g}s "
+        f"(proven lower bound {res['lower']:.6g})"
+    )
     if res["eps"] is None:  # no label change in the ball
         proven = res["lower"] >= max_eps
         return dict(
             eps_robust=res["lower"],
             eps_counterexample=None,
             censored=not proven,
+            message="" if proven else unproven,
             extra=extra,
         )
     # replay the minimiser, pushed just off the boundary, as an ordinary probe
@@ -410,6 +415,7 @@ def milp_min_route(s: _Searcher) -> dict:
         counterexample_label=_label(rec),
         probes=[rec],
         censored=not (res["proven"] and ok),
+        message="" if res["proven"] else unproven,
         extra=extra,
     )
 
