@@ -192,8 +192,13 @@ def lognormal_fit(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         lo = g["eps_robust"].astype(float).fillna(0.0).to_numpy()
         hi = g["eps_counterexample"].astype(float).fillna(np.inf).to_numpy()
         usable = (lo > 0) | np.isfinite(hi)
-        if usable.sum() >= 3 and np.isfinite(mu):
-            row["mu_icml"], row["sigma_icml"] = _icml(lo[usable], hi[usable], mu, sigma)
+        finite = usable & np.isfinite(hi) & (hi > 0)
+        if usable.sum() >= 3 and finite.any():
+            # start from the point fit, or from the bracket midpoints when it has none
+            mids = np.log((np.maximum(lo[finite], 0) + hi[finite]) / 2)
+            mu0 = mu if np.isfinite(mu) else float(mids.mean())
+            s0 = sigma if np.isfinite(sigma) and sigma > 0 else max(float(mids.std()), 0.1)
+            row["mu_icml"], row["sigma_icml"] = _icml(lo[usable], hi[usable], mu0, s0)
         else:
             row["mu_icml"] = row["sigma_icml"] = np.nan
         rows.append(row)
