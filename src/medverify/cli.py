@@ -296,6 +296,10 @@ def _search(args) -> int:
             f"--image-index {args.image_index} out of range: {args.dataset} {args.split} has "
             f"{len(split.labels)} images"
         )
+    from .onnx_io import load_affine
+
+    # a bad model (unsupported operator, wrong input size) is one line and exit 2
+    load_affine(args.onnx, input_size=split.images[0].size, what=f"{args.dataset} images")
     question = Question(
         dataset=args.dataset,
         model=args.onnx,

@@ -169,12 +169,13 @@ def search_cells():
 def search_paths():
     if not SEARCH["enabled"]:
         return []
+    # external models may come with a test-only npz: they are searched on test only
     return [
         f"results/{ds}/{model}/search/{family}/{verifier}/{method}/{split}/{slot}.json"
-        for ds in DATASETS
-        for model in MODELS
+        for ds, model in model_pairs()
         for family, verifier, method in search_cells()
         for split, n in SEARCH_SPLITS.items()
+        if split == "test" or model not in EXTERNAL
         for slot in range(n)
     ]
 
