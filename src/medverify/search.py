@@ -91,11 +91,11 @@ class Grid:
 
 def method_applies(method: str, verifier: str, family: str) -> bool:
     """Which (method, verifier, family) combinations make sense (the workflow's cells)."""
-    structured = perturbations.FAMILIES[family].structured
+    one_parameter = perturbations.FAMILIES[family].parameters == 1
     if method == "bisection":
-        return verifier != "exact" or structured
+        return verifier != "exact" or one_parameter
     if method == "exact":
-        return verifier == "exact" and structured
+        return verifier == "exact" and one_parameter
     if method == "milp-min":
         return verifier == "milp" and family == "linf"
     raise ConfigError(f"unknown search method {method!r}: one of {', '.join(SEARCH_METHODS)}")
