@@ -63,7 +63,7 @@ def test_contradiction_fails_the_merge_naming_instance_and_files(tmp_path):
     msg = str(err.value)
     assert "\n" not in msg
     assert "test image 3" in msg and "brightness k=4" in msg
-    assert "exact says robust" in msg and "milp holds a counterexample" in msg
+    assert "exact/joint says robust" in msg and "milp/joint holds a counterexample" in msg
     assert paths[0] in msg and paths[1] in msg
     assert not (tmp_path / "tables" / "records.csv").exists()
 

@@ -35,12 +35,11 @@ def assert_counterexample(problem: Problem, result) -> None:
     assert np.min(problem.margins(result.params)) < -1e-3
 
 
-@pytest.mark.parametrize("mode", ["per_label", "disjunction"])
 @pytest.mark.parametrize("family", ["brightness", "linf"])
 @pytest.mark.parametrize("k", [4.0, 9.0, 11.0, 20.0])
-def test_closed_form_threshold(mode, family, k):
+def test_closed_form_threshold(family, k):
     problem = build_problem(threshold_net(), IMAGE, 0, family, k)
-    result = get("marabou", mode=mode).verify(problem, 20.0)
+    result = get("marabou").verify(problem, 20.0)
     if k < THRESHOLD_K:
         assert result.status == "robust", result.message
     else:

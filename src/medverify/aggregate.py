@@ -24,9 +24,12 @@ from .results import DECIDED, STATUSES
 log = logging.getLogger(__name__)
 
 #: a cell of the experiment matrix
-CELL = ["dataset", "model", "family", "magnitude_k", "verifier"]
-#: the same verification question asked of different verifiers
-QUESTION = ["dataset", "model", "model_sha256", "family", "magnitude_k", "instance"]
+CELL = ["dataset", "model", "family", "magnitude_k", "verifier", "strategy"]
+#: the same verification question asked of different verifiers (under the same strategy)
+QUESTION = ["dataset", "model", "model_sha256", "family", "magnitude_k", "instance", "strategy"]
+#: records that must not disagree: the same image and perturbation, whatever the verifier
+#: and strategy (a guided `robust` against a joint counterexample is a contradiction)
+CONTRADICTION_KEY = ["dataset", "model", "model_sha256", "family", "magnitude_k", "index"]
 
 
 class ContradictionError(MedverifyError):
@@ -72,22 +75,22 @@ def load_records(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
 def check_contradictions(df: pd.DataFrame) -> None:
     """Raise ContradictionError when one record says ``robust`` and another holds a
-    counterexample for the same (dataset, model, image, family, magnitude)."""
+    counterexample for the same (dataset, model, image, family, magnitude), across
+    verifiers and strategies (``CONTRADICTION_KEY``)."""
     real = df[df["index"] >= 0]
     robust = real[real["status"] == "robust"]
     cex = real[real["status"] == "counterexample"]
     if robust.empty or cex.empty:
         return
-    key = ["dataset", "model", "model_sha256", "family", "magnitude_k", "index"]
-    both = robust.merge(cex, on=key, suffixes=("_r", "_c"))
+    both = robust.merge(cex, on=CONTRADICTION_KEY, suffixes=("_r", "_c"))
     if both.empty:
         return
     row = both.sort_values(["dataset", "model", "family", "magnitude_k", "index"]).iloc[0]
     raise ContradictionError(
         f"contradiction on {row['dataset']}/{row['model']} test image {row['index']} "
-        f"({row['family']} k={row['magnitude_k']:g}): {row['verifier_r']} says robust "
-        f"({row['path_r']}) but {row['verifier_c']} holds a counterexample ({row['path_c']})"
-        + (f"; {len(both) - 1} more" if len(both) > 1 else "")
+        f"({row['family']} k={row['magnitude_k']:g}): {row['verifier_r']}/{row['strategy_r']} "
+        f"says robust ({row['path_r']}) but {row['verifier_c']}/{row['strategy_c']} holds a "
+        f"counterexample ({row['path_c']})" + (f"; {len(both) - 1} more" if len(both) > 1 else "")
     )
 
 
@@ -144,10 +147,11 @@ def agreement(df: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> pd.DataFram
             continue
         p["same"] = p["status_a"].astype(str) == p["status_b"].astype(str)
         p["both_decided"] = p["status_a"].isin(DECIDED) & p["status_b"].isin(DECIDED)
-        for key, grp in p.groupby(["dataset", "model", "family", "magnitude_k"]):
+        group = ["dataset", "model", "family", "magnitude_k", "strategy"]
+        for key, grp in p.groupby(group):
             rows.append(
                 dict(
-                    zip(["dataset", "model", "family", "magnitude_k"], key, strict=True),
+                    zip(group, key, strict=True),
                     verifier_a=a,
                     verifier_b=b,
                     n=len(grp),
@@ -157,7 +161,8 @@ def agreement(df: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> pd.DataFram
                     disagree=int((~grp["same"] & grp["both_decided"]).sum()),
                 )
             )
-    cols = ["dataset", "model", "family", "magnitude_k", "verifier_a", "verifier_b", "n"]
+    cols = ["dataset", "model", "family", "magnitude_k", "strategy", "verifier_a", "verifier_b"]
+    cols += ["n"]
     cols += ["same_status", "both_decided", "agree", "disagree"]
     return pd.DataFrame(rows, columns=cols)
 

@@ -9,6 +9,7 @@ import logging
 import sys
 
 from .errors import MedverifyError
+from .strategies import STRATEGIES
 
 
 def _add_verify(sub):
@@ -23,7 +24,13 @@ def _add_verify(sub):
     p.add_argument("--family", default="linf", help="linf | brightness | contrast")
     p.add_argument("--magnitude", type=float, default=4, help="k, meaning k/255")
     p.add_argument("--verifier", required=True, help="marabou | crown | milp | exact")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds")
+    p.add_argument(
+        "--strategy",
+        default=STRATEGIES[0],
+        choices=STRATEGIES,
+        help="joint: all target labels at once; guided: bound-pruned, most dangerous first",
+    )
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds (the whole job)")
     p.add_argument("--options", default="{}", help="backend options as JSON")
     p.add_argument("--out", required=True, help="record JSON to write")
 
@@ -37,7 +44,14 @@ def _verify(args) -> int:
     if args.vnnlib:
         from .verify import verify_vnnlib
 
-        record = verify_vnnlib(args.onnx, args.vnnlib, args.verifier, args.timeout, options=options)
+        record = verify_vnnlib(
+            args.onnx,
+            args.vnnlib,
+            args.verifier,
+            args.timeout,
+            options=options,
+            strategy=args.strategy,
+        )
     else:
         if not args.dataset:
             raise MedverifyError("--dataset is required with --image-index")
@@ -63,12 +77,14 @@ def _verify(args) -> int:
             family=args.family,
             magnitude_k=args.magnitude,
             verifier=args.verifier,
+            strategy=args.strategy,
             timeout_s=args.timeout,
         )
         record = verify_image(args.onnx, image, question, options=options)
     results.write(record, args.out)
     print(
-        f"{record.status}  ({record.verifier}, {record.family} k={record.magnitude_k:g}, "
+        f"{record.status}  ({record.verifier}/{record.strategy}, "
+        f"{record.family} k={record.magnitude_k:g}, "
         f"{record.wall_time_s:.2f}s) -> {args.out}"
     )
     if record.message:

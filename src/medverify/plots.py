@@ -290,5 +290,27 @@ def critical_scatter(pairs: pd.DataFrame):
         ax.set_xlabel(f"{a}: critical eps (x 1/255)")
         ax.set_ylabel(f"{b}: critical eps (x 1/255)")
         ax.set_title(f"{pair}\n{panel}", fontsize=8)
+
+
+def guided_reduction(table: pd.DataFrame):
+    """Target-label guidance: reduction (T - T*) / T of the total verification time vs ε,
+    one panel per backend, one line per (dataset, model). ``table``: the rows of
+    ``benchmarks/guided.py`` (columns dataset, model, verifier, eps_k, reduction)."""
+    if table.empty:
+        return note("no guided benchmark rows")
+    verifiers = _order(table["verifier"])
+    fig, axes = plt.subplots(
+        1, len(verifiers), figsize=(4 * len(verifiers), 3.4), sharey=True, squeeze=False
+    )
+    df = table.assign(net=table["dataset"] + "/" + table["model"])
+    for ax, verifier in zip(axes[0], verifiers, strict=True):
+        sub = df[df["verifier"] == verifier].sort_values("eps_k")
+        sns.lineplot(data=sub, x="eps_k", y="reduction", hue="net", marker="o", ax=ax)
+        ax.axhline(0.0, color="#868e96", lw=0.8)
+        ax.set_title(verifier)
+        ax.set_xlabel("ε (k/255)")
+        ax.set_ylabel("time reduction (T − T*) / T")
+        if ax is not axes[0][-1] and ax.get_legend() is not None:
+            ax.get_legend().remove()
     fig.tight_layout()
     return fig

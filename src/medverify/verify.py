@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import onnx_io, perturbations
+from . import onnx_io, perturbations, strategies
 from .results import Question, Record
 from .runner import run_isolated
 from .verifiers import Problem, Result, get
@@ -74,10 +74,36 @@ def replay(problem: Problem, params, ort: onnx_io.OrtClassifier) -> Replay:
     )
 
 
-def _run_backend(verifier: str, options: dict, problem: Problem, timeout_s: float):
+def _confirmer(onnx_path):
+    """``strategies.Confirm`` for the guided loop: the checks of ``finalize`` (float64
+    margin, set membership, onnxruntime replay), with a session opened in the process
+    that uses it (the strategy runs in the isolated child)."""
+    sessions = {}
+
+    def confirm(problem: Problem, result: Result):
+        if "ort" not in sessions:
+            sessions["ort"] = onnx_io.OrtClassifier(onnx_path)
+        status, flags, message, _, _ = check_counterexample(problem, result, sessions["ort"])
+        return status == "counterexample", (flags[0] if flags else None), message
+
+    return confirm
+
+
+def _run_backend(
+    verifier: str,
+    options: dict,
+    problem: Problem,
+    timeout_s: float,
+    strategy: str = "joint",
+    onnx_path=None,
+):
+    """Backend wrapped in its strategy; runs in the isolated child, so the one hard
+    timeout covers bounds, sorting and every label of a guided run."""
     backend = get(verifier, **options)
+    confirm = _confirmer(onnx_path) if onnx_path is not None else None
+    runner = strategies.make(strategy, backend, confirm=confirm)
     start = time.perf_counter()
-    result = backend.verify(problem, timeout_s)
+    result = runner.verify(problem, timeout_s)
     result.stats.setdefault("verifier_time_s", time.perf_counter() - start)
     return result, backend.tool_version()
 
@@ -89,17 +115,18 @@ def run_verifier(
     ort: onnx_io.OrtClassifier,
     options: dict | None = None,
     isolate: bool = True,
+    strategy: str = "joint",
 ) -> dict:
-    """Run one backend on one problem. Returns the verdict fields of a record."""
+    """Run one backend (under ``strategy``, see medverify.strategies) on one problem.
+    Returns the verdict fields of a record."""
     options = options or {}
+    strategies.check_name(strategy)
     start = time.perf_counter()
+    args = (verifier, options, problem, timeout_s, strategy, getattr(ort, "path", None))
     if isolate:
         out = run_isolated(
             _run_backend,
-            verifier,
-            options,
-            problem,
-            timeout_s,
+            *args,
             timeout_s=timeout_s,
             grace_s=GRACE_S,
         )
@@ -115,13 +142,13 @@ def run_verifier(
             )
         result, version = out.value
     else:
-        result, version = _run_backend(verifier, options, problem, timeout_s)
+        result, version = _run_backend(*args)
     seconds = float(result.stats.get("verifier_time_s", time.perf_counter() - start))
     return finalize(problem, result, ort, version, seconds)
 
 
-def finalize(problem: Problem, result: Result, ort, version: str, seconds: float) -> dict:
-    """Map a backend Result to verdict fields, replaying counterexamples. A claimed
+def check_counterexample(problem: Problem, result: Result, ort):
+    """(status, flags, message, counterexample, predicted label) of a Result: a claimed
     counterexample that does not hold up becomes ``unknown`` with a named flag."""
     status, message, flags = result.status, result.message, []
     cex, pred = None, None
@@ -159,6 +186,15 @@ def finalize(problem: Problem, result: Result, ort, version: str, seconds: float
             else:
                 status, flags = "unknown", [rep.flag]
                 message = f"flagged: {rep.message}. {message}".strip()
+    return status, flags, message, cex, pred
+
+
+def finalize(problem: Problem, result: Result, ort, version: str, seconds: float) -> dict:
+    """Map a backend Result to verdict fields, replaying counterexamples
+    (``check_counterexample``); a guided run's per-label list becomes ``labels_checked``."""
+    status, flags, message, cex, pred = check_counterexample(problem, result, ort)
+    stats = dict(result.stats)
+    labels_checked = stats.pop("labels_checked", None)
     return verdict(
         status,
         counterexample=cex,
@@ -168,7 +204,8 @@ def finalize(problem: Problem, result: Result, ort, version: str, seconds: float
         flags=flags,
         verifier_time_s=seconds,
         tool_version=version,
-        extra={k: v for k, v in result.stats.items() if k != "verifier_time_s"},
+        labels_checked=labels_checked,
+        extra={k: v for k, v in stats.items() if k != "verifier_time_s"},
     )
 
 
@@ -206,14 +243,26 @@ def verify_image(
             name=f"{question.model}_{question.index}_{question.family}_{question.magnitude_k}",
         )
         ort = onnx_io.OrtClassifier(onnx_path)
-        fields = run_verifier(problem, question.verifier, question.timeout_s, ort, options)
+        fields = run_verifier(
+            problem,
+            question.verifier,
+            question.timeout_s,
+            ort,
+            options,
+            strategy=question.strategy,
+        )
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error record
         fields = error_verdict(exc)
     return Record.build(question, wall_time_s=round(time.perf_counter() - start, 4), **fields)
 
 
 def verify_vnnlib(
-    onnx_path, vnnlib_path, verifier: str, timeout_s: float, options: dict | None = None
+    onnx_path,
+    vnnlib_path,
+    verifier: str,
+    timeout_s: float,
+    options: dict | None = None,
+    strategy: str = "joint",
 ) -> Record:
     """Verify a VNN-COMP style property ("some j beats y" over an input box) on a
     classifier; the record's family is ``box``."""
@@ -228,6 +277,7 @@ def verify_vnnlib(
         family="box",
         magnitude_k=0.0,
         verifier=verifier,
+        strategy=strategy,
         timeout_s=float(timeout_s),
     )
     try:
@@ -240,7 +290,12 @@ def verify_vnnlib(
             classifier, lower, upper, int(label), tuple(targets), fam, name=str(vnnlib_path)
         )
         fields = run_verifier(
-            problem, verifier, timeout_s, onnx_io.OrtClassifier(onnx_path), options
+            problem,
+            verifier,
+            timeout_s,
+            onnx_io.OrtClassifier(onnx_path),
+            options,
+            strategy=strategy,
         )
     except Exception as exc:  # noqa: BLE001
         fields = error_verdict(exc)

@@ -3,6 +3,7 @@ import math
 
 from medverify.perturbations import FAMILIES as PERTURBATION_FAMILIES
 from medverify.pipeline import ADVERSARIAL_SUFFIX, split_model_name
+from medverify.strategies import STRATEGIES
 
 # conda env per verifier family (--use-conda): marabou -> maraboupy; crown -> auto_LiRPA
 # (installed --no-deps by envs/lirpa.post-deploy.sh); milp (PuLP + HiGHS) and exact
@@ -70,6 +71,10 @@ def external_onnx(wildcards):
 
 VERIFIERS = list(config["verifiers"])
 SLOTS = list(range(config["instances"]))
+STRATEGY_LIST = list(config["strategies"])
+for _s in STRATEGY_LIST:
+    if _s not in STRATEGIES:
+        _fail(f"config: unknown strategy {_s!r} in strategies: choose from {', '.join(STRATEGIES)}")
 
 
 def applies(verifier, family):
@@ -95,9 +100,10 @@ def cells():
 
 def record_paths():
     return [
-        f"results/{ds}/{model}/verify/{family}/{k}/{verifier}/{slot}.json"
+        f"results/{ds}/{model}/verify/{family}/{k}/{verifier}/{strategy}/{slot}.json"
         for ds, model in model_pairs()
         for family, k, verifier in cells()
+        for strategy in STRATEGY_LIST
         for slot in SLOTS
     ]
 
@@ -141,6 +147,7 @@ wildcard_constraints:
     family="|".join(PERTURBATION_FAMILIES),
     k=r"\d+",
     verifier="marabou|crown|milp|exact|abcrown",
+    strategy="|".join(STRATEGIES),
     slot=r"\d+",
 
 

@@ -1,4 +1,4 @@
-"""Rule verify: one instance slot, family, magnitude, verifier -> pipeline.verify_slot
+"""Rule verify: one instance slot, family, magnitude, verifier, strategy -> pipeline.verify_slot
 (always writes a record; a failure becomes an error record)."""
 
 import logging
@@ -18,6 +18,7 @@ with rule_log(snakemake.log[0], "verify"):
         family=w.family,
         magnitude_k=int(w.k),
         verifier=w.verifier,
+        strategy=w.strategy,
         timeout_s=float(snakemake.params.timeout_s),
         slot=int(w.slot),
     )

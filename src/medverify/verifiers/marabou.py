@@ -3,9 +3,9 @@
 The composed network (parameters -> logits, Gemm/Relu only) is written to a temporary
 ONNX file and read back with ``Marabou.read_onnx`` (``createInputQuery`` on an ONNX file
 segfaults in 2.0.0). Inputs are bounded by the parameter box and the violation
-``f_j - f_label >= delta`` is encoded either as one query per target label (default:
-most dangerous label first at the box centre, stop at the first ``sat``) or as a single
-disjunction over the targets (``mode="disjunction"``). ``delta`` starts at 0; a ``sat``
+``f_j - f_label >= delta`` is encoded as one query: a single equation for one target, the
+disjunction over the targets for several (label-by-label runs, most dangerous first, are
+the ``guided`` strategy in ``medverify.strategies``). ``delta`` starts at 0; a ``sat``
 answer whose point does not violate in float64 is re-queried with a small positive
 ``delta`` before giving up with ``unknown``.
 
@@ -35,7 +35,6 @@ EXIT_CODES = {
     "UNKNOWN": "unknown",
     "ERROR": "error",
 }
-MODES = ("per_label", "disjunction")
 #: seconds kept back from the caller's timeout (parsing, cleanup)
 RESERVE_S = 0.5
 #: margins asked of a re-query when a sat point does not violate in float64
@@ -79,10 +78,7 @@ def _captured_output(sink: list):
 class Verifier:
     name = "marabou"
 
-    def __init__(self, mode: str = "per_label", tightening: str = "deeppoly", verbosity: int = 0):
-        if mode not in MODES:
-            raise ValueError(f"unknown marabou mode {mode!r}: choose one of {', '.join(MODES)}")
-        self.mode = mode
+    def __init__(self, tightening: str = "deeppoly", verbosity: int = 0):
         self.tightening = tightening
         self.verbosity = int(verbosity)
 
@@ -93,6 +89,8 @@ class Verifier:
 
     # ------------------------------------------------------------------------------
     def verify(self, problem: Problem, timeout_s: float) -> Result:
+        """One query over all of ``problem.targets`` (a disjunction when there are
+        several); label-by-label runs are ``medverify.strategies.Guided``."""
         start = time.perf_counter()
         deadline = start + timeout_s - RESERVE_S
         Marabou, _, MarabouUtils = _import_marabou()
@@ -107,31 +105,17 @@ class Verifier:
             net.setLowerBound(var, float(lo))
             net.setUpperBound(var, float(hi))
         self._net, self._in, self._out, self._utils = net, in_vars, out_vars, MarabouUtils
-        stats = {"mode": self.mode, "queries": 0}
-
-        centre = problem.margins((problem.lower + problem.upper) / 2)
-        order = [problem.targets[r] for r in np.argsort(centre)]
-        groups = [[j] for j in order] if self.mode == "per_label" else [order]
-        verdicts, notes = [], []
-        for n_done, group in enumerate(groups):
-            left = deadline - time.perf_counter()
-            budget = int(left / (len(groups) - n_done))
-            if budget < 1:
-                verdicts.append("timeout")
-                notes.append(f"labels {group}: no time left")
-                break
-            status, params, note = self._decide(problem, group, budget, deadline, stats)
-            if status == "counterexample":
-                return Result("counterexample", params=params, message=note, stats=stats)
-            verdicts.append(status)
-            if note:
-                notes.append(note)
-        if verdicts and all(v == "robust" for v in verdicts) and len(verdicts) == len(groups):
+        stats = {"queries": 0, "targets": len(problem.targets)}
+        budget = int(deadline - time.perf_counter())
+        group = list(problem.targets)
+        if budget < 1:
+            return Result("timeout", message=f"labels {group}: no time left", stats=stats)
+        status, params, note = self._decide(problem, group, budget, deadline, stats)
+        if status == "counterexample":
+            return Result("counterexample", params=params, message=note, stats=stats)
+        if status == "robust":
             return Result("robust", message="Marabou: unsat for every target", stats=stats)
-        for worst in ("error", "timeout", "unknown"):
-            if worst in verdicts:
-                return Result(worst, message="; ".join(notes)[:2000], stats=stats)
-        return Result("unknown", message="; ".join(notes)[:2000], stats=stats)
+        return Result(status, message=note[:2000], stats=stats)
 
     # ------------------------------------------------------------------------------
     def _decide(self, problem, group, budget, deadline, stats):

@@ -7,9 +7,11 @@ with the big-M (triangle-exact) encoding
 
     h >= z,   h <= z - l (1 - a),   h <= u a,   0 <= h,   a in {0, 1}.
 
-One MILP per target label j minimises the margin ``f_label - f_j``, most dangerous
-target first (by its CROWN lower bound); targets whose CROWN lower bound is already
-positive need no MILP. A proven positive minimum for every target is ``robust``; a
+One MILP minimises the smallest margin ``f_label - f_j`` over the problem's targets
+(selection binaries pick the target; with one target it is that margin); targets whose
+CROWN lower bound is already positive are left out of it. Label-by-label runs, most
+dangerous first, are the ``guided`` strategy (``medverify.strategies``). A proven
+positive minimum is ``robust``; a
 solution with a negative margin (re-checked in float64) is a ``counterexample``. A
 solver that stopped early is never taken as a proof: only a proven optimum (HiGHS: its
 dual bound; CBC: ``sol_status`` Optimal) counts.
@@ -137,54 +139,73 @@ class Verifier:
                     stats=stats,
                 )
         model = _Encoding(mnet, layer_bounds, problem.lower, problem.upper)
+        # one MILP over every open target: minimise the smallest open margin (one target:
+        # that margin itself); label-by-label runs are medverify.strategies.Guided
+        row = _min_of(model, pending, layer_bounds[-1])
         stats["build_s"] = round(time.perf_counter() - start, 3)
-        ran_out = False
-        notes = []
-        for n_done, r in enumerate(pending):
-            left = deadline - time.perf_counter()
-            if left <= 0.01:
-                ran_out = True
-                break
-            budget = left / (len(pending) - n_done)
-            out = model.minimize(int(r), self.solver, budget, self.threads, self.early_stop)
-            j = problem.targets[r]
-            if out.params is not None:
-                params = np.clip(out.params, problem.lower, problem.upper)
-                margins = problem.margins(params)
-                if margins[r] < 0:
-                    stats["time_limited"] = not out.proven
-                    return Result(
-                        "counterexample",
-                        params=params,
-                        message=f"label {j} reaches margin {margins[r]:.6g}",
-                        stats=stats,
-                    )
-                if out.proven and out.bound <= 0:
-                    notes.append(
-                        f"label {j}: solver optimum {out.objective:.3g} but float64 margin "
-                        f"{margins[r]:.3g} at its solution"
-                    )
-            if out.proven and out.bound > 0:
-                proven[int(r)] = max(out.bound, float(out_lo[r]))
-                continue
-            if out.time_limited:
-                ran_out = True
-            else:
-                notes.append(f"label {j}: {out.message}")
-        if len(proven) == len(problem.targets):
+        stats["milp_targets"] = len(pending)
+        left = deadline - time.perf_counter()
+        if left <= 0.01:
+            return Result("timeout", message=f"{self.solver}: no time left", stats=stats)
+        out = model.minimize(row, self.solver, left, self.threads, self.early_stop)
+        names = [problem.targets[r] for r in pending]
+        if out.params is not None:
+            params = np.clip(out.params, problem.lower, problem.upper)
+            margins = problem.margins(params)
+            r = int(np.argmin(margins))
+            if margins[r] < 0:
+                stats["time_limited"] = not out.proven
+                return Result(
+                    "counterexample",
+                    params=params,
+                    message=f"label {problem.targets[r]} reaches margin {margins[r]:.6g}",
+                    stats=stats,
+                )
+            if out.proven and out.bound <= 0:
+                return Result(
+                    "unknown",
+                    message=f"labels {names}: solver optimum {out.objective:.3g} but float64 "
+                    f"margin {margins[r]:.3g} at its solution",
+                    stats=stats,
+                )
+        if out.proven and out.bound > 0:
             return Result(
                 "robust",
-                margin_lower_bound=float(min(proven.values())),
+                margin_lower_bound=float(min(out.bound, *proven.values(), math.inf)),
                 message=f"{self.solver} proved every margin positive",
                 stats=stats,
             )
-        if ran_out:
+        if out.time_limited:
             return Result(
                 "timeout",
-                message=f"{self.solver} hit the time limit without a proof. " + "; ".join(notes),
+                message=f"{self.solver} hit the time limit without a proof ({out.message})",
                 stats=stats,
             )
-        return Result("unknown", message="; ".join(notes) or "no proof", stats=stats)
+        return Result(
+            "unknown", message=f"labels {names}: {out.message or 'no proof'}", stats=stats
+        )
+
+
+def _min_of(model, rows: list[int], out_bounds) -> int:
+    """The model row whose minimum is the smallest of ``rows``' margins: the row itself
+    for one target, else a new variable t with a selection binary s_r per target,
+    ``t >= m_r - M_r (1 - s_r)``, ``sum s_r = 1`` (minimising t picks the smallest m_r),
+    M_r = hi_r - min lo from the margins' bounds."""
+    import pulp
+
+    if len(rows) == 1:
+        return rows[0]
+    lo, hi = out_bounds
+    floor = float(min(lo[r] for r in rows))
+    t = model._var("t_min", floor, float(min(hi[r] for r in rows)))
+    select = [model._var(f"s{r}", 0, 1, pulp.LpBinary) for r in rows]
+    model.binaries += len(rows)
+    model.prob += pulp.lpSum(select) == 1
+    for r, s in zip(rows, select, strict=True):
+        big_m = float(hi[r]) - floor
+        model.prob += t >= model.margins[r] - big_m * (1 - s)
+    model.margins.append(t)
+    return len(model.margins) - 1
 
 
 class _Outcome:
