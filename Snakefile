@@ -29,3 +29,4 @@ rule all:
         rules.findings.output,
         expand(rules.examples.output.figure, dataset=DATASETS),
         rules.search_stats.output if SEARCH["enabled"] else [],
+        rules.guided.output if len(STRATEGY_LIST) > 1 else [],

@@ -12,7 +12,8 @@ child, hard timeout, onnxruntime replay), interleaved: the order of the two alte
 from image to image. ``--instances-for marabou:5`` gives a backend fewer images; a backend with options is
 written ``milp+prune=false`` (values are JSON). One row
 per job is appended to ``<work-dir>/guided_jobs.csv`` as it finishes (a re-run skips jobs
-already there), then the per (dataset, model, backend, ε) table goes to ``--out``:
+already there), then ``medverify.aggregate.guided_table`` (the workflow's guided rule
+uses the same function) writes the per (dataset, model, backend, ε) table to ``--out``:
 
     n, T (joint, s), T* (guided, s), sort (s, inside T*), reduction (T - T*) / T, speed-up
     T / T*, robust / counterexample / unknown / timeout / error counts of both, and
@@ -34,12 +35,13 @@ from pathlib import Path
 import pandas as pd
 
 from medverify import data, plots
+from medverify.aggregate import guided_table
 from medverify.pipeline import select_instances, train_and_export
-from medverify.results import STATUSES, Question
+from medverify.results import Question
 from medverify.strategies import STRATEGIES
 from medverify.verify import verify_image
 
-JOB_KEY = ["dataset", "model", "verifier", "eps_k", "slot", "strategy"]
+JOB_KEY = ["dataset", "model", "verifier", "magnitude_k", "instance", "strategy"]
 
 
 def parse_verifier(spec: str) -> tuple[str, dict]:
@@ -75,7 +77,15 @@ def ensure_model(dataset, data_dir, model, work, epochs, seed) -> Path:
 def run_jobs(args) -> pd.DataFrame:
     work = Path(args.work_dir)
     jobs_csv = work / "guided_jobs.csv"
-    done = pd.read_csv(jobs_csv) if jobs_csv.exists() else pd.DataFrame(columns=JOB_KEY)
+    if jobs_csv.exists():
+        done = pd.read_csv(jobs_csv)
+        if "eps_k" in done.columns:  # written by an earlier version of this script
+            done = done.rename(columns={"eps_k": "magnitude_k", "slot": "instance"})
+            done.insert(2, "family", "linf")
+            done.to_csv(jobs_csv, index=False)
+        columns = list(done.columns)
+    else:
+        done, columns = pd.DataFrame(columns=JOB_KEY), None
     seen = set(map(tuple, done[JOB_KEY].astype(str).values.tolist()))
     per_verifier = parse_pairs(args.instances_for, int)
     strategies = list(STRATEGIES)
@@ -121,9 +131,10 @@ def run_jobs(args) -> pd.DataFrame:
                             row = {
                                 "dataset": dataset,
                                 "model": model,
+                                "family": "linf",
                                 "verifier": verifier,
-                                "eps_k": float(k),
-                                "slot": slot,
+                                "magnitude_k": float(k),
+                                "instance": slot,
                                 "strategy": strategy,
                                 "index": item["index"],
                                 "status": rec.status,
@@ -137,7 +148,8 @@ def run_jobs(args) -> pd.DataFrame:
                                 "flags": ";".join(rec.flags),
                                 "message": rec.message.splitlines()[0][:200] if rec.message else "",
                             }
-                            pd.DataFrame([row]).to_csv(
+                            columns = columns or list(row)
+                            pd.DataFrame([row], columns=columns).to_csv(
                                 jobs_csv, mode="a", header=not jobs_csv.exists(), index=False
                             )
                             print(
@@ -146,38 +158,6 @@ def run_jobs(args) -> pd.DataFrame:
                                 flush=True,
                             )
     return pd.read_csv(jobs_csv)
-
-
-def summarize(jobs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, model, verifier, ε) over images both strategies ran."""
-    cell = ["dataset", "model", "verifier", "eps_k"]
-    wide = jobs.pivot_table(
-        index=[*cell, "slot"],
-        columns="strategy",
-        values=["status", "verifier_time_s", "sort_s"],
-        aggfunc="first",
-    ).dropna()
-    rows = []
-    for key, g in wide.groupby(level=cell):
-        sj, sg = g[("status", "joint")], g[("status", "guided")]
-        decided = sj.isin(["robust", "counterexample"]) & sg.isin(["robust", "counterexample"])
-        t = float(g[("verifier_time_s", "joint")].astype(float).sum())
-        tg = float(g[("verifier_time_s", "guided")].astype(float).sum())
-        row = dict(zip(cell, key, strict=True))
-        row.update(
-            n=len(g),
-            T_joint_s=round(t, 3),
-            T_guided_s=round(tg, 3),
-            sort_s=round(float(g[("sort_s", "guided")].astype(float).sum()), 3),
-            reduction=round((t - tg) / t, 4) if t > 0 else float("nan"),
-            speedup=round(t / tg, 3) if tg > 0 else float("nan"),
-            mismatch=int((decided & (sj != sg)).sum()),
-        )
-        for name, s in (("joint", sj), ("guided", sg)):
-            for status in STATUSES:
-                row[f"{name}_{status}"] = int((s == status).sum())
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def main(argv=None) -> int:
@@ -207,12 +187,12 @@ def main(argv=None) -> int:
         jobs = pd.read_csv(Path(args.work_dir) / "guided_jobs.csv")
     else:
         jobs = run_jobs(args)
-    table = summarize(jobs)
+    table = guided_table(jobs)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     plots.save(plots.guided_reduction(table), args.figure)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        cols = ["dataset", "model", "verifier", "eps_k", "n", "T_joint_s", "T_guided_s"]
+        cols = ["dataset", "model", "verifier", "magnitude_k", "n", "T_joint_s", "T_guided_s"]
         cols += ["sort_s", "speedup", "mismatch"]
         print(table[cols].to_string(index=False))
     print(f"{len(jobs)} jobs; {time.perf_counter() - start:.0f}s; -> {args.out}, {args.figure}")

@@ -130,6 +130,7 @@ def test_workflow_on_single_node_slurm(tmp_path):
             instances=1,
             families={"brightness": [4]},
             verifiers=["exact"],
+            strategies=["joint"],
             epochs=1,
         )
         cfg["dataset_settings"]["pneumoniamnist"]["epochs"] = 1
@@ -161,7 +162,7 @@ def test_workflow_on_single_node_slurm(tmp_path):
         )
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
         assert "slurm" in (proc.stdout + proc.stderr).lower()
-        records = sorted((work / "results").rglob("verify/brightness/4/exact/*.json"))
+        records = sorted((work / "results").rglob("verify/brightness/4/exact/joint/*.json"))
         assert len(records) == 1
         rec = results.read(records[0])
         assert rec.status in results.DECIDED, rec.message

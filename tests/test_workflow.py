@@ -49,7 +49,8 @@ def expected_verify_jobs(cfg: dict) -> int:
         len(ks) * sum(1 for v in cfg["verifiers"] if v != "exact" or fam in ONE_PARAMETER)
         for fam, ks in cfg["families"].items()
     )
-    return len(cfg["datasets"]) * len(cfg["models"]) * per_instance * cfg["instances"]
+    strategies = len(cfg.get("strategies", ["joint"]))
+    return len(cfg["datasets"]) * len(cfg["models"]) * per_instance * cfg["instances"] * strategies
 
 
 def test_lint_is_clean():
@@ -112,30 +113,36 @@ def test_end_to_end_pneumoniamnist(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     print(f"end-to-end run: {wall:.1f} s")
 
-    records = sorted((tmp_path / "results").rglob("verify/*/*/*/*.json"))
-    assert len(records) == expected_verify_jobs(cfg) == 6
+    records = sorted((tmp_path / "results").rglob("verify/*/*/*/*/*.json"))
+    assert len(records) == expected_verify_jobs(cfg) == 12
     for path in records:
         rec = results.read(path)
-        family, k, verifier, slot = path.relative_to(path.parents[3]).with_suffix("").parts
-        assert (rec.family, rec.magnitude_k, rec.verifier, rec.slot) == (
+        family, k, verifier, strategy, slot = (
+            path.relative_to(path.parents[4]).with_suffix("").parts
+        )
+        assert (rec.family, rec.magnitude_k, rec.verifier, rec.strategy, rec.slot) == (
             family,
             float(k),
             verifier,
+            strategy,
             int(slot),
         )
         assert rec.status in results.STATUSES and rec.index >= 0, rec.message
         if verifier == "exact":  # complete on one-parameter families
             assert rec.status in results.DECIDED, rec.message
+        assert (rec.labels_checked is not None) == (strategy == "guided")
     instances = json.loads((tmp_path / "results/pneumoniamnist/mlp/instances.json").read_text())
     assert len(instances["instances"]) == 2
 
     tables = tmp_path / "results" / "tables"
     outcomes = pd.read_csv(tables / "outcomes.csv")
-    assert len(outcomes) == 3 and outcomes["n"].sum() == 6
+    assert len(outcomes) == 6 and outcomes["n"].sum() == 12
     assert (tables / "confusion" / "exact__milp.csv").exists()
-    assert len(pd.read_csv(tables / "records.csv")) == 6
+    assert len(pd.read_csv(tables / "records.csv")) == 12
+    guided = pd.read_csv(tables / "guided.csv")
+    assert len(guided) == 3 and (guided["n"] == 2).all() and (guided["mismatch"] == 0).all()
     figures = tmp_path / "results" / "figures"
-    for name in ("outcomes.png", "confusion.png", "examples_pneumoniamnist.png"):
+    for name in ("outcomes.png", "confusion.png", "examples_pneumoniamnist.png", "guided.png"):
         assert (figures / name).stat().st_size > 0
     assert any((figures / "counterexamples").glob("*.png"))
 
@@ -149,14 +156,14 @@ def test_end_to_end_pneumoniamnist(tmp_path):
         "-n", *common, "verifier_options={milp: {solver: highs, threads: 1}}", workdir=tmp_path
     )
     counts = job_counts(proc.stdout)
-    assert counts["verify"] == 4 and "train" not in counts, proc.stdout[-3000:]
+    assert counts["verify"] == 8 and "train" not in counts, proc.stdout[-3000:]
     # ... and the timeout reruns every verification job, not training
     proc = snakemake("-n", *common, "timeout_s=25", workdir=tmp_path)
     counts = job_counts(proc.stdout)
-    assert counts["verify"] == 6 and "train" not in counts
+    assert counts["verify"] == 12 and "train" not in counts
 
     # A partial rerun by target file: only that job runs
-    target = "results/pneumoniamnist/mlp/verify/linf/4/milp/1.json"
+    target = "results/pneumoniamnist/mlp/verify/linf/4/milp/guided/1.json"
     (tmp_path / target).unlink()
     proc = snakemake("--cores", "1", target, *common, workdir=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

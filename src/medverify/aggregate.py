@@ -288,3 +288,64 @@ def examples(
         "test"
     ].images[index]
     plots.save(plots.example_images(image, families, seed=seed, title=dataset), out_path)
+
+
+#: a cell of the joint-vs-guided comparison (``guided_table``)
+GUIDED_CELL = ["dataset", "model", "family", "magnitude_k", "verifier"]
+
+
+def guided_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Joint vs guided, per (dataset, model, family, k, verifier), over the instances both
+    strategies ran: n, T (joint) and T* (guided) as sums of verifier time in s, the
+    guided sorting time (inside T*), reduction (T - T*) / T, speed-up T / T*, status
+    counts of both, and ``mismatch``: instances where both decided and disagree (must be 0
+    for sound backends). ``df``: records (``load_records``) or rows with the same
+    columns; the sorting time comes from a ``sort_s`` column or the record's ``extra``."""
+    if "sort_s" not in df.columns:
+        df = df.assign(
+            sort_s=[e.get("sort_s", 0.0) if isinstance(e, dict) else 0.0 for e in df["extra"]]
+        )
+    df = df.assign(status=df["status"].astype(str))
+    wide = df.pivot_table(
+        index=[*GUIDED_CELL, "instance"],
+        columns="strategy",
+        values=["status", "verifier_time_s", "sort_s"],
+        aggfunc="first",
+    )
+    cols = [*GUIDED_CELL, "n", "T_joint_s", "T_guided_s", "sort_s", "reduction", "speedup"]
+    cols += ["mismatch", *(f"{s}_{st}" for s in ("joint", "guided") for st in STATUSES)]
+    if ("status", "joint") not in wide.columns or ("status", "guided") not in wide.columns:
+        return pd.DataFrame(columns=cols)
+    wide = wide.dropna(subset=[("status", "joint"), ("status", "guided")])
+    rows = []
+    for key, g in wide.groupby(level=GUIDED_CELL):
+        sj, sg = g[("status", "joint")], g[("status", "guided")]
+        decided = sj.isin(DECIDED) & sg.isin(DECIDED)
+        t = float(g[("verifier_time_s", "joint")].astype(float).sum())
+        tg = float(g[("verifier_time_s", "guided")].astype(float).sum())
+        row = dict(zip(GUIDED_CELL, key, strict=True))
+        row.update(
+            n=len(g),
+            T_joint_s=round(t, 3),
+            T_guided_s=round(tg, 3),
+            sort_s=round(float(g[("sort_s", "guided")].astype(float).sum()), 3),
+            reduction=round((t - tg) / t, 4) if t > 0 else float("nan"),
+            speedup=round(t / tg, 3) if tg > 0 else float("nan"),
+            mismatch=int((decided & (sj != sg)).sum()),
+        )
+        for name, s in (("joint", sj), ("guided", sg)):
+            for status in STATUSES:
+                row[f"{name}_{status}"] = int((s == status).sum())
+        rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def guided(record_paths: Sequence[str], out_table: str, out_figure: str) -> pd.DataFrame:
+    """The guided rule: joint-vs-guided table and the reduction-vs-ε figure."""
+    from . import plots
+
+    table = guided_table(load_records(record_paths))
+    Path(out_table).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_table, index=False)
+    plots.save(plots.guided_reduction(table), out_figure)
+    return table

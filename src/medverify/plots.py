@@ -294,8 +294,9 @@ def critical_scatter(pairs: pd.DataFrame):
 
 def guided_reduction(table: pd.DataFrame):
     """Target-label guidance: reduction (T - T*) / T of the total verification time vs ε,
-    one panel per backend, one line per (dataset, model). ``table``: the rows of
-    ``benchmarks/guided.py`` (columns dataset, model, verifier, eps_k, reduction)."""
+    one panel per backend, one line per (dataset, model[, family]). ``table``:
+    ``aggregate.guided_table`` (columns dataset, model, family, magnitude_k, verifier,
+    reduction)."""
     if table.empty:
         return note("no guided benchmark rows")
     verifiers = _order(table["verifier"])
@@ -303,9 +304,11 @@ def guided_reduction(table: pd.DataFrame):
         1, len(verifiers), figsize=(4 * len(verifiers), 3.4), sharey=True, squeeze=False
     )
     df = table.assign(net=table["dataset"] + "/" + table["model"])
+    if table["family"].nunique() > 1:
+        df["net"] = df["net"] + " " + table["family"]
     for ax, verifier in zip(axes[0], verifiers, strict=True):
-        sub = df[df["verifier"] == verifier].sort_values("eps_k")
-        sns.lineplot(data=sub, x="eps_k", y="reduction", hue="net", marker="o", ax=ax)
+        sub = df[df["verifier"] == verifier].sort_values("magnitude_k")
+        sns.lineplot(data=sub, x="magnitude_k", y="reduction", hue="net", marker="o", ax=ax)
         ax.axhline(0.0, color="#868e96", lw=0.8)
         ax.set_title(verifier)
         ax.set_xlabel("ε (k/255)")

@@ -76,3 +76,31 @@ rule findings:
         mem_mb=2000,
     script:
         "../scripts/findings.py"
+
+
+rule guided:
+    """Joint vs guided strategy on the same questions: time table and reduction figure
+    (runs when config `strategies` holds both)."""
+    input:
+        records=record_paths(),
+        tables=rules.merge.output.records,  # the merge's contradiction check runs first
+    output:
+        table=report(
+            "results/tables/guided.csv",
+            caption="../report/guided_table.rst",
+            category="Guided",
+        ),
+        figure=report(
+            "results/figures/guided.png",
+            caption="../report/guided.rst",
+            category="Guided",
+        ),
+    log:
+        "logs/guided.log",
+    conda:
+        BASE_ENV
+    resources:
+        runtime=10,
+        mem_mb=4000,
+    script:
+        "../scripts/guided.py"
