@@ -211,3 +211,17 @@ def test_cli_verify_vnnlib_guided(tmp_path, capsys):
         assert rec.status == expected and rec.strategy == "guided"
         assert rec.labels_checked[0]["label"] == 1
     assert "milp/guided" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(
+    strategies.REFINE_METHOD not in __import__("medverify.bounds").bounds.METHODS,
+    reason="medverify.bounds has no α-CROWN here",
+)
+def test_refined_label_bounds_are_never_looser_and_keep_the_verdict():
+    for k in (9.0, 15.0):
+        problem = build_problem(four_label_net(), IMAGE, 0, "linf", k)
+        plain, _ = strategies.label_bounds(problem)
+        refined, method = strategies.label_bounds(problem, refine=True)
+        assert np.all(refined <= plain + 1e-9)
+        res = strategies.make("guided", get("milp"), refine=True).verify(problem, 20.0)
+        assert res.status == ("robust" if k < 10 else "counterexample")

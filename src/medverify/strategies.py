@@ -11,8 +11,11 @@ strategy exactly as it would run a backend (one child process, one hard timeout)
 
 ``guided`` (target-label guidance, Wan et al.)
     1. bound ``f_j - f_y`` over the perturbation set for every target j with CROWN
-       (``medverify.bounds``; α-CROWN for the labels CROWN leaves open when ``bounds``
-       offers it); a label whose upper bound is below 0 can never win: pruned;
+       (``medverify.bounds.crown`` on ``problem.margin_net()``); with ``refine=True``,
+       labels CROWN leaves open by less than ``REFINE_BAND`` are re-bounded with α-CROWN
+       when ``bounds`` offers it (it costs a torch import and an optimisation per job, so
+       it pays only before an expensive backend: off by default); a label whose upper
+       bound is below 0 can never win: pruned;
     2. order the remaining labels by that bound, most dangerous first;
     3. run the backend once per label on the single-target Problem, stopping at the
        first counterexample that ``confirm`` accepts (the replay of ``verify.finalize``:
@@ -46,8 +49,10 @@ OPEN_ORDER = ("error", "timeout", "unknown")
 RESERVE_S = 0.2
 #: a label's share below this many seconds is not worth starting
 MIN_SHARE_S = 0.05
-#: bound methods tried, in order, on labels CROWN leaves open (used if ``bounds`` has them)
-REFINE_METHODS = ("alpha-crown", "alpha_crown")
+#: bound method tried on labels CROWN leaves open (with ``refine``, if ``bounds`` has it)
+REFINE_METHOD = "alpha-crown"
+#: only labels whose CROWN upper bound on f_j - f_y is below this are worth refining
+REFINE_BAND = 1.0
 
 #: confirm(problem, result) -> (ok, flag, message): does a claimed counterexample hold up?
 Confirm = Callable[[Problem, Result], tuple[bool, str | None, str]]
@@ -59,12 +64,12 @@ def check_name(name: str) -> str:
     return name
 
 
-def make(name: str, backend, confirm: Confirm | None = None):
+def make(name: str, backend, confirm: Confirm | None = None, refine: bool = False):
     """The strategy ``name`` wrapped around ``backend`` (anything with ``verify``)."""
     check_name(name)
     if name == "joint":
         return Joint(backend)
-    return Guided(backend, confirm=confirm)
+    return Guided(backend, confirm=confirm, refine=refine)
 
 
 class Joint:
@@ -77,33 +82,33 @@ class Joint:
         return self.backend.verify(problem, timeout_s)
 
 
-def label_bounds(problem: Problem) -> tuple[np.ndarray, str]:
+def label_bounds(problem: Problem, refine: bool = False) -> tuple[np.ndarray, str]:
     """Upper bound of ``f_j - f_y`` over the box, per target (in ``problem.targets``
     order), and the bound method(s) used."""
     mnet = problem.margin_net()  # rows: f_y - f_j
     upper = -bounds_mod.crown(mnet, problem.lower, problem.upper)[-1][0]
     method = "crown"
-    open_rows = np.flatnonzero(upper >= 0)
-    refine = next((m for m in REFINE_METHODS if m in getattr(bounds_mod, "METHODS", {})), None)
-    if refine and open_rows.size:
-        sub = problem.net.margin_net(problem.label, [problem.targets[r] for r in open_rows])
-        tighter = -bounds_mod.compute(sub, problem.lower, problem.upper, refine)[-1][0]
-        upper[open_rows] = np.minimum(upper[open_rows], tighter)
-        method = f"crown+{refine}"
+    near = np.flatnonzero((upper >= 0) & (upper < REFINE_BAND))
+    if refine and near.size and REFINE_METHOD in bounds_mod.METHODS:
+        sub = problem.net.margin_net(problem.label, [problem.targets[r] for r in near])
+        tighter = -bounds_mod.compute(sub, problem.lower, problem.upper, REFINE_METHOD)[-1][0]
+        upper[near] = np.minimum(upper[near], tighter)
+        method = f"crown+{REFINE_METHOD}"
     return upper, method
 
 
 class Guided:
     name = "guided"
 
-    def __init__(self, backend, confirm: Confirm | None = None):
+    def __init__(self, backend, confirm: Confirm | None = None, refine: bool = False):
         self.backend = backend
         self.confirm = confirm
+        self.refine = bool(refine)
 
     def verify(self, problem: Problem, timeout_s: float) -> Result:
         start = time.perf_counter()
         deadline = start + float(timeout_s) - RESERVE_S
-        upper, method = label_bounds(problem)
+        upper, method = label_bounds(problem, self.refine)
         order = sorted(range(len(problem.targets)), key=lambda r: -upper[r])
         sort_s = time.perf_counter() - start
         entries = {
