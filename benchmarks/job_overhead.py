@@ -20,10 +20,10 @@ from medverify.results import read
 def main(argv=None) -> int:
     root = Path((argv or sys.argv[1:] or ["results"])[0])
     rows = []
-    for tsv in sorted((root / "benchmarks").glob("*/*/verify/*/*/*/*.tsv")):
+    for tsv in sorted((root / "benchmarks").glob("*/*/verify/*/*/*/*/*.tsv")):
         rel = tsv.relative_to(root / "benchmarks").with_suffix(".json")
-        dataset, model, _, family, k, verifier, slot = rel.parts
-        record_path = root / dataset / model / "verify" / family / k / verifier / slot
+        dataset, model, _, family, k, verifier, strategy, slot = rel.parts
+        record_path = root / dataset / model / "verify" / family / k / verifier / strategy / slot
         if not record_path.exists():
             continue
         rec = read(record_path)
@@ -35,6 +35,7 @@ def main(argv=None) -> int:
                 "family": family,
                 "k": k,
                 "verifier": verifier,
+                "strategy": strategy,
                 "status": rec.status,
                 "job_s": job_s,
                 "verifier_s": rec.verifier_time_s,

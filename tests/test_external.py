@@ -323,7 +323,7 @@ def test_end_to_end_external_model_and_pgd_twin(external, medmnist_dir, tmp_path
     assert twin["adversarial"]["eps_k"] == 4
     ext = json.loads((res / "chest_external" / "published" / "external.json").read_text())
     assert ext["canonical_argmax_agreement"] == 1.0
-    records = [results.read(p) for p in sorted(res.rglob("verify/*/*/*/*.json"))]
+    records = [results.read(p) for p in sorted(res.rglob("verify/*/*/*/*/*.json"))]
     by_model = {}
     for rec in records:
         by_model.setdefault((rec.dataset, rec.model), []).append(rec)
