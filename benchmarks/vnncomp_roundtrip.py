@@ -2,7 +2,7 @@
 
     python benchmarks/vnncomp_roundtrip.py compare BENCH RESULTS_CSV --records results --verifier crown
         verdicts of `medverify vnncomp run` (RESULTS_CSV) against the workflow's records
-        results/{dataset}/{model}/verify/{family}/{k}/{verifier}/{slot}.json
+        results/{dataset}/{model}/verify/{family}/{k}/{verifier}/joint/{slot}.json
     python benchmarks/vnncomp_roundtrip.py marabou-direct BENCH --records results [--timeout S]
         Marabou reading each exported composed (structured-family) ONNX and its VNNLIB
         itself (read_onnx + loadProperty: no medverify in between), against the workflow's
@@ -24,7 +24,7 @@ def workflow_record(records: Path, e: dict, verifier: str):
     k = e["magnitude_k"]
     k = int(k) if float(k).is_integer() else k
     path = records / e["dataset"] / e["model"] / "verify" / e["family"] / str(k) / verifier
-    path = path / f"{e['slot']}.json"
+    path = path / "joint" / f"{e['slot']}.json"  # the joint strategy's record
     return results.read(path) if path.exists() else None
 
 
