@@ -55,7 +55,6 @@ def _verify(args) -> int:
     else:
         if not args.dataset:
             raise MedverifyError("--dataset is required with --image-index")
-        _note_unknown_dataset(args.dataset, args.data_dir)
         test = data.load(args.dataset, args.data_dir, channels=args.channels, splits=("test",))[
             "test"
         ]
@@ -254,18 +253,6 @@ def _vnncomp(args) -> int:
     print(f"{len(records)} records ({flagged} flagged) -> {args.out}")
 
 
-def _note_unknown_dataset(name: str, data_dir: str) -> None:
-    """A name medmnist does not know reads DIR/NAME.npz without an md5 check: say so."""
-    from . import data
-
-    if data.medmnist_info(name) is None:
-        print(
-            f"medverify: {name!r} is not a MedMNIST name: reading "
-            f"{data.dataset_path(name, data_dir)} without an md5 check",
-            file=sys.stderr,
-        )
-
-
 def _add_search(sub):
     from .search import DEFAULT_MAX_EPS, DEFAULT_RESOLUTION, DEFAULT_TIMEOUT_S
 
@@ -303,7 +290,6 @@ def _search(args) -> int:
         raise MedverifyError(
             f"--method {method} does not apply to --verifier {args.verifier} on {args.family}"
         )
-    _note_unknown_dataset(args.dataset, args.data_dir)
     split = data.load(args.dataset, args.data_dir, channels=args.channels, splits=(args.split,))[
         args.split
     ]
@@ -353,6 +339,7 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,  # bind to this call's stderr (the command may run in-process)
     )
     try:
         commands = {"verify": _verify, "train": _train, "vnncomp": _vnncomp, "search": _search}

@@ -12,6 +12,7 @@ with rule_log(snakemake.log[0], "findings"):
         snakemake.output.findings,
         data_dir=snakemake.params.data_dir,
         channels=dict(snakemake.params.channels),
-        critical_eps=snakemake.params.critical_eps,
-        guided=snakemake.params.guided,
+        # each is an empty list when its stage is not part of this run
+        critical_eps=([*snakemake.input.critical_eps] or [None])[0],
+        guided=([*snakemake.input.guided] or [None])[0],
     )
