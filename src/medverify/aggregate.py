@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import results
-from .errors import MedverifyError
+from .errors import ContradictionError, MedverifyError
 from .results import DECIDED, STATUSES
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,6 @@ QUESTION = ["dataset", "model", "model_sha256", "family", "magnitude_k", "instan
 #: records that must not disagree: the same image and perturbation, whatever the verifier
 #: and strategy (a guided `robust` against a joint counterexample is a contradiction)
 CONTRADICTION_KEY = ["dataset", "model", "model_sha256", "family", "magnitude_k", "index"]
-
-
-class ContradictionError(MedverifyError):
-    """One verifier proved robustness where another holds a replayed counterexample."""
 
 
 def instance_key(index: int, slot) -> str:

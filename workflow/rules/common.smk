@@ -4,6 +4,7 @@ import math
 from medverify.perturbations import FAMILIES as PERTURBATION_FAMILIES
 from medverify.pipeline import ADVERSARIAL_SUFFIX, split_model_name
 from medverify.strategies import STRATEGIES
+from medverify.verifiers import BACKENDS
 
 # conda env per verifier family (--use-conda): marabou -> maraboupy; crown -> auto_LiRPA
 # (installed --no-deps by envs/lirpa.post-deploy.sh); milp (PuLP + HiGHS) and exact
@@ -146,7 +147,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     family="|".join(PERTURBATION_FAMILIES),
     k=r"\d+",
-    verifier="marabou|crown|milp|exact|abcrown",
+    verifier="|".join(BACKENDS),
     strategy="|".join(STRATEGIES),
     slot=r"\d+",
 
