@@ -1,0 +1,150 @@
+"""Fault injection with real child processes: a backend that segfaults, hangs, exhausts
+memory or exits becomes an error/timeout record; the command exits non-zero for a failed
+verifier; the merge counts faults per verifier."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from faulty_backend import register
+from medverify import aggregate, onnx_io
+from medverify.cli import main
+from medverify.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_VERIFIER_FAILED
+from medverify.nets import AffineNet
+from medverify.results import Question, Record, read, write
+from medverify.runner import run_isolated
+from medverify.verify import verify_image, verify_vnnlib
+
+# the child's address-space cap: bytes(n) is calloc'ed (untouched pages), so hitting it
+# costs address space, not memory
+CAP_MB = 3000
+
+
+@pytest.fixture()
+def faulty(monkeypatch):
+    return register(monkeypatch)
+
+
+@pytest.fixture()
+def onnx(tmp_path):
+    # f0 = sum(x), f1 = 1.9 over a 2x2 image
+    net = AffineNet(
+        [(np.eye(4), np.zeros(4)), (np.array([[1.0] * 4, [0.0] * 4]), np.array([0, 1.9]))]
+    )
+    path = tmp_path / "n.onnx"
+    onnx_io.export_affine(net, path)
+    return path
+
+
+def _question(verifier, timeout_s=5.0):
+    return Question("toy", "toy", 0, 0, "brightness", 4, verifier, timeout_s=timeout_s)
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "words"),
+    [
+        ("segfault", "error", "SIGSEGV"),
+        ("hang", "timeout", "killed after"),
+        ("oom", "error", f"out of memory (limit {CAP_MB} MB)"),
+        ("exit", "error", "exited with code 7"),
+        ("none", "unknown", "without a fault"),
+    ],
+)
+def test_fault_becomes_record(faulty, onnx, fault, status, words):
+    rec = verify_image(
+        onnx,
+        np.full((1, 2, 2), 0.5),
+        _question(faulty, timeout_s=1.0),
+        options={"fault": fault},
+        mem_limit_mb=CAP_MB,
+    )
+    assert rec.status == status, rec.message
+    assert words in rec.message
+    assert "\n" not in rec.message
+
+
+def _allocate(mb):
+    return len(bytes(mb << 20))
+
+
+def test_address_space_cap_applies_in_child_only():
+    capped = run_isolated(_allocate, 4000, timeout_s=20, mem_limit_mb=CAP_MB)
+    assert capped.kind == "exception" and "out of memory" in capped.message
+    free = run_isolated(_allocate, 100, timeout_s=20, mem_limit_mb=CAP_MB)
+    assert free.kind == "ok" and free.value == 100 << 20
+    assert _allocate(10) == 10 << 20  # the parent is not capped
+
+
+def test_cli_exit_codes(faulty, onnx, tmp_path, capsys):
+    from medverify import vnnlib
+
+    prop = tmp_path / "p.vnnlib"
+    vnnlib.write(prop, np.full(4, 0.45), np.full(4, 0.55), 0, 2)
+
+    def run(verifier, options="{}"):
+        out = tmp_path / f"{verifier}.json"
+        rc = main(
+            [
+                "verify",
+                "--onnx",
+                str(onnx),
+                "--vnnlib",
+                str(prop),
+                "--verifier",
+                verifier,
+                "--timeout",
+                "2",
+                "--mem-mb",
+                str(CAP_MB),
+                "--options",
+                options,
+                "--out",
+                str(out),
+            ]
+        )
+        return rc, read(out), capsys.readouterr().err
+
+    rc, rec, err = run(faulty, '{"fault": "segfault"}')
+    assert rc == EXIT_VERIFIER_FAILED and rec.status == "error"
+    assert err.count("\n") == 1 and "SIGSEGV" in err
+    rc, rec, err = run(faulty, '{"fault": "hang"}')  # a timeout is an answer
+    assert rc == EXIT_OK and rec.status == "timeout" and err == ""
+    rc, rec, err = run("nosuch")
+    assert rc == EXIT_BAD_INPUT and rec.status == "error"
+    assert "'nosuch'" in err and err.count("\n") == 1
+
+
+def test_verify_vnnlib_fault_record(faulty, onnx, tmp_path):
+    from medverify import vnnlib
+
+    prop = tmp_path / "p.vnnlib"
+    vnnlib.write(prop, np.full(4, 0.45), np.full(4, 0.55), 0, 2)
+    rec = verify_vnnlib(onnx, prop, faulty, 1.0, options={"fault": "hang"})
+    assert rec.status == "timeout"
+
+
+def test_merge_counts_faults_per_verifier(tmp_path, caplog):
+    paths = []
+    statuses = {"crown": ["robust", "error", "timeout"], "milp": ["error", "error", "robust"]}
+    for verifier, sts in statuses.items():
+        for slot, status in enumerate(sts):
+            q = Question("toy", "m", slot, 0, "linf", 4, verifier, timeout_s=1.0, slot=slot)
+            path = tmp_path / f"{verifier}{slot}.json"
+            write(Record.build(q, status), path)
+            paths.append(str(path))
+    out = {k: str(tmp_path / f"{k}.csv") for k in ("records", "outcomes", "agreement", "conf")}
+    with caplog.at_level(logging.INFO, logger="medverify.aggregate"):
+        df = aggregate.merge(
+            paths,
+            ["crown", "milp"],
+            out["records"],
+            out["outcomes"],
+            out["agreement"],
+            [out["conf"]],
+        )
+    faults = aggregate.fault_counts(df)
+    assert faults.loc["crown"].to_dict() == {"error": 1, "timeout": 1}
+    assert faults.loc["milp"].to_dict() == {"error": 2, "timeout": 0}
+    assert "faults of crown: 1 error, 1 timeout" in caplog.text
+    assert "faults of milp: 2 error, 0 timeout" in caplog.text
