@@ -6,8 +6,8 @@ import logging
 
 import numpy as np
 import pytest
-
 from faulty_backend import register
+
 from medverify import aggregate, onnx_io
 from medverify.cli import main
 from medverify.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_VERIFIER_FAILED
