@@ -148,3 +148,59 @@ def test_merge_counts_faults_per_verifier(tmp_path, caplog):
     assert faults.loc["milp"].to_dict() == {"error": 2, "timeout": 0}
     assert "faults of crown: 1 error, 1 timeout" in caplog.text
     assert "faults of milp: 2 error, 0 timeout" in caplog.text
+
+
+CHILD_SCRIPT = """
+import os, sys, time
+from medverify.runner import run_isolated
+
+def hang(path):
+    with open(path, "w") as fh:
+        fh.write(str(os.getpid()))
+    while True:
+        time.sleep(0.1)
+
+run_isolated(hang, sys.argv[1], timeout_s=600)
+"""
+
+
+def _gone(pid, within_s=5.0):
+    import os
+    import time
+
+    deadline = time.time() + within_s
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_killed_job_leaves_no_solver_behind(tmp_path, sig):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "pid"
+    job = subprocess.Popen([sys.executable, "-c", CHILD_SCRIPT, str(marker)])
+    try:
+        deadline = time.time() + 60
+        while not (marker.exists() and marker.read_text()) and time.time() < deadline:
+            time.sleep(0.05)
+        solver = int(marker.read_text())
+        job.send_signal(getattr(signal, sig))
+        job.wait(timeout=30)
+        assert _gone(solver), f"solver {solver} survived {sig} of its job"
+    finally:
+        if job.poll() is None:
+            job.kill()
+        if marker.exists() and marker.read_text():
+            try:
+                os.kill(int(marker.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass

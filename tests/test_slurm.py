@@ -138,8 +138,8 @@ def test_workflow_on_single_node_slurm(tmp_path):
         cfg = yaml.safe_load((REPO / "tests" / "config" / "ci.yaml").read_text())
         cfg.update(
             data_dir=str(DATA_DIR),
-            instances=1,
-            families={"brightness": [4]},
+            instances=3,
+            families={"brightness": [4, 8]},
             verifiers=["exact"],
             strategies=["joint"],
             epochs=1,
@@ -173,10 +173,18 @@ def test_workflow_on_single_node_slurm(tmp_path):
         )
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
         assert "slurm" in (proc.stdout + proc.stderr).lower()
-        records = sorted((work / "results").rglob("verify/brightness/4/exact/joint/*.json"))
-        assert len(records) == 1
-        rec = results.read(records[0])
-        assert rec.status in results.DECIDED, rec.message
+        records = sorted((work / "results").rglob("verify/brightness/*/exact/joint/*.json"))
+        assert len(records) == 6
+        for path in records:
+            rec = results.read(path)
+            assert rec.status in results.DECIDED, rec.message
+        # job grouping (profiles/slurm: groups, group-components): the six verify jobs
+        # travel in one Slurm job, not six
+        log = proc.stdout + proc.stderr
+        submitted = [line for line in log.splitlines() if "submitted with SLURM jobid" in line]
+        grouped = [line for line in submitted if "group" in line.lower()]
+        assert len(grouped) == 1, "\n".join(submitted)
+        assert len(submitted) <= 6, "\n".join(submitted)  # data, train, select, group, ...
         assert (work / "results" / "tables" / "outcomes.csv").exists()
     finally:
         if previous is None:

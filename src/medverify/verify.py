@@ -146,6 +146,8 @@ def run_verifier(
                 extra={"traceback": rest} if rest else {},
             )
         result, version = out.value
+        result.stats["peak_rss_mb"] = round(out.peak_rss_mb or 0.0, 1)
+        result.stats["peak_vm_mb"] = round(out.peak_vm_mb or 0.0, 1)
     else:
         result, version = _run_backend(*args)
     seconds = float(result.stats.get("verifier_time_s", time.perf_counter() - start))
