@@ -232,6 +232,7 @@ def verify_slot(
     channels: int = 1,
     md5: str | None = None,
     options: dict | None = None,
+    mem_limit_mb: int | None = None,
 ) -> results.Record:
     """Verify the ``question.slot``-th selected instance and write its record (always: a
     failure becomes an ``error`` record). ``question.index`` and ``true_label`` are filled
@@ -244,7 +245,13 @@ def verify_slot(
         test = data.load(question.dataset, data_dir, channels=channels, md5=md5, splits=("test",))[
             "test"
         ]
-        record = verify_image(onnx_path, test.images[inst["index"]], question, options=options)
+        record = verify_image(
+            onnx_path,
+            test.images[inst["index"]],
+            question,
+            options=options,
+            mem_limit_mb=mem_limit_mb,
+        )
     except Exception as exc:  # noqa: BLE001 - the DAG moves on with an error record
         record = results.Record.build(question, **error_verdict(exc))
     results.write(record, out_path)
