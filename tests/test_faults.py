@@ -204,3 +204,18 @@ def test_killed_job_leaves_no_solver_behind(tmp_path, sig):
                 os.kill(int(marker.read_text()), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_classifier_cache_is_keyed_by_content(onnx, tmp_path):
+    from medverify.verify import load_classifier
+
+    sha = onnx_io.sha256(onnx)
+    first = load_classifier(onnx, sha)
+    cache = onnx.with_name(f".{onnx.name}.{sha[:16]}.affine.npz")
+    assert cache.exists()
+    again = load_classifier(onnx, sha)
+    for (w1, b1), (w2, b2) in zip(first.layers, again.layers, strict=True):
+        assert np.array_equal(w1, w2) and np.array_equal(b1, b2)
+    cache.write_bytes(b"half a file")  # unreadable: rebuilt from the ONNX, never trusted
+    rebuilt = load_classifier(onnx, sha)
+    assert np.array_equal(rebuilt.layers[0][0], first.layers[0][0])
