@@ -11,7 +11,6 @@ from faulty_backend import register
 from medverify import aggregate, onnx_io
 from medverify.cli import main
 from medverify.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_VERIFIER_FAILED
-from medverify.nets import AffineNet
 from medverify.results import Question, Record, read, write
 from medverify.runner import run_isolated
 from medverify.verify import verify_image, verify_vnnlib
@@ -27,14 +26,8 @@ def faulty(monkeypatch):
 
 
 @pytest.fixture()
-def onnx(tmp_path):
-    # f0 = sum(x), f1 = 1.9 over a 2x2 image
-    net = AffineNet(
-        [(np.eye(4), np.zeros(4)), (np.array([[1.0] * 4, [0.0] * 4]), np.array([0, 1.9]))]
-    )
-    path = tmp_path / "n.onnx"
-    onnx_io.export_affine(net, path)
-    return path
+def onnx(toy_onnx):
+    return toy_onnx
 
 
 def _question(verifier, timeout_s=5.0):
