@@ -153,3 +153,17 @@ def test_snakemake_rejects_bad_config_in_one_line(tmp_path):
     output = proc.stdout + proc.stderr
     lines = [line for line in output.splitlines() if "unknown verifier 'crwon'" in line]
     assert len(lines) == 1 and "bad.yaml" in lines[0], output[-2000:]
+
+
+def test_exit_code_of_error_records():
+    from medverify.cli import exit_code
+    from medverify.errors import EXIT_INTERNAL, EXIT_OK, EXIT_VERIFIER_FAILED
+    from medverify.results import Question, Record
+
+    q = Question("d", "m", 0, 0, "linf", 4, "crown")
+    assert exit_code(Record.build(q, "timeout")) == EXIT_OK
+    assert exit_code(Record.build(q, "error")) == EXIT_VERIFIER_FAILED  # in the child
+    bad = Record.build(q, "error", extra={"error_type": "VnnlibError"})
+    assert exit_code(bad) == EXIT_BAD_INPUT
+    bug = Record.build(q, "error", extra={"error_type": "KeyError"})
+    assert exit_code(bug) == EXIT_INTERNAL

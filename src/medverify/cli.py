@@ -23,14 +23,16 @@ from .verifiers import BACKENDS
 
 
 def exit_code(record) -> int:
-    """A verification command's exit code from its record (see docs/exit-codes.md)."""
+    """A verification command's exit code from its record (see docs/exit-codes.md): an
+    error inside the solver child is the verifier's failure (3); one before or around it
+    carries its exception class in ``extra.error_type``: ours (bad input, 2) or not
+    (internal error, 1)."""
     if record.status != "error":
         return EXIT_OK
-    return (
-        EXIT_BAD_INPUT
-        if is_input_error(record.extra.get("error_type", ""))
-        else (EXIT_VERIFIER_FAILED)
-    )
+    error_type = record.extra.get("error_type")
+    if not error_type:
+        return EXIT_VERIFIER_FAILED
+    return EXIT_BAD_INPUT if is_input_error(error_type) else EXIT_INTERNAL
 
 
 def _add_verify(sub):
