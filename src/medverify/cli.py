@@ -122,7 +122,8 @@ def _verify(args) -> int:
     code = exit_code(record)
     if code != EXIT_OK:
         first = record.message.splitlines()[0] if record.message else "no message"
-        print(f"medverify: error: {first} (record {args.out})", file=sys.stderr)
+        kind = "internal error" if code == EXIT_INTERNAL else "error"
+        print(f"medverify: {kind}: {first} (record {args.out})", file=sys.stderr)
     elif record.message:
         print(record.message.splitlines()[0])
     return code
