@@ -212,3 +212,46 @@ def test_classifier_cache_is_keyed_by_content(onnx, tmp_path):
     cache.write_bytes(b"half a file")  # unreadable: rebuilt from the ONNX, never trusted
     rebuilt = load_classifier(onnx, sha)
     assert np.array_equal(rebuilt.layers[0][0], first.layers[0][0])
+
+
+@pytest.mark.slow
+def test_dag_finishes_when_every_solver_runs_out_of_memory(tmp_path):
+    """A whole workflow run whose verify jobs all exceed their memory (verify_mem_mb at
+    the schema minimum, 100 MB, below what the forked solver already maps): every job
+    writes an error record, the DAG finishes (exit 0), the merge counts the faults."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((repo / "tests" / "config" / "ci.yaml").read_text())
+    data_dir = os.environ.get("MEDVERIFY_DATA_DIR", str(repo.parent / "shared/data/medmnist"))
+    cfg.update(
+        data_dir=str(Path(data_dir).resolve()),
+        instances=2,
+        families={"brightness": [4]},
+        verifiers=["exact", "milp"],
+        verify_mem_mb=100,
+    )
+    config = tmp_path / "oom.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile")]
+        + ["-d", str(tmp_path / "w"), "--configfile", str(config), "--cores", "2"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    records = sorted((tmp_path / "w" / "results").glob("*/*/verify/*/*/*/*.json"))
+    assert len(records) == 4
+    for path in records:
+        rec = read(path)
+        assert rec.status == "error", (path, rec.status, rec.message)
+    merge_log = (tmp_path / "w" / "logs" / "merge.log").read_text()
+    assert "faults of exact: 2 error, 0 timeout" in merge_log
+    assert "faults of milp: 2 error, 0 timeout" in merge_log
