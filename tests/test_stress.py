@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 
 import numpy as np
@@ -54,6 +55,8 @@ def test_soundness_under_load(tmp_path):
     counts = Counter()
     problems = []
     for case in range(N):
+        if case % 100 == 0:
+            print(f"stress: instance {case} of {N}: {dict(counts)}", file=sys.stderr, flush=True)
         net, image, label, family, k = random_instance(rng)
         path = tmp_path / "net.onnx"
         onnx_io.export_affine(net, path)
