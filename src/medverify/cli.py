@@ -97,10 +97,8 @@ def _verify(args) -> int:
                 f"{len(test.labels)} images"
             )
         image = test.images[args.image_index]
-        from .onnx_io import load_affine
-
-        # a bad model is one line and exit 2 here, not an error record
-        load_affine(args.onnx, input_size=image.size, what=f"{args.dataset} images")
+        # a bad model (not ONNX, unsupported operator, wrong input size) becomes an error
+        # record naming the file, and exit 2 (verify_image loads it with the image's size)
         question = Question(
             dataset=args.dataset,
             model=args.onnx,
