@@ -12,6 +12,7 @@ import numpy as np
 
 from . import data, onnx_io, results
 from .errors import ConfigError, DataError, ModelError
+from .fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,6 @@ def import_external(
     must load into canonical form with the dataset's image size, and the canonical form's
     argmax must agree with onnxruntime's on the test split (at least ``min_agreement``;
     float32 near-ties may differ). Writes a summary JSON (accuracy, agreement, layers)."""
-    import os
     import shutil
 
     test = data.load(dataset, data_dir, channels=channels, md5=None, splits=("test",))["test"]
@@ -152,9 +152,8 @@ def import_external(
             f"{src_onnx}: {net.output_dim} outputs, but {dataset} has labels up to "
             f"{int(test.labels.max())}"
         )
-    tmp = f"{out_onnx}.tmp"
-    shutil.copyfile(src_onnx, tmp)
-    os.replace(tmp, out_onnx)
+    with atomic_path(out_onnx) as tmp:
+        shutil.copyfile(src_onnx, tmp)
     summary = {
         "dataset": dataset,
         "source": str(src_onnx),
