@@ -26,7 +26,7 @@ MAGNITUDES = (1, 4, 16, 32, 64, 128, 255)
 
 
 def applicable(family: str) -> tuple[str, ...]:
-    return tuple(b for b in BACKENDS if b != "exact" or FAMILIES[family].structured)
+    return tuple(b for b in BACKENDS if b != "exact" or FAMILIES[family].parameters == 1)
 
 
 def random_instance(rng: np.random.Generator):
