@@ -237,6 +237,7 @@ def test_dag_finishes_when_solvers_run_out_of_memory(tmp_path):
         families={"brightness": [4]},
         verifiers=["exact", "milp"],
         verify_mem_mb=100,
+        strategies=["joint"],
     )
     config = tmp_path / "oom.yaml"
     config.write_text(yaml.safe_dump(cfg))
@@ -249,7 +250,7 @@ def test_dag_finishes_when_solvers_run_out_of_memory(tmp_path):
         timeout=1800,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    records = sorted((tmp_path / "w" / "results").glob("*/*/verify/*/*/*/*.json"))
+    records = sorted((tmp_path / "w" / "results").glob("*/*/verify/*/*/*/*/*.json"))
     assert len(records) == 4
     for path in records:
         rec = read(path)
