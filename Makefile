@@ -22,7 +22,7 @@ endif
 RUN_OVERRIDES = data_dir=$(DATA_DIR) $(DATASETS_OVERRIDE) $(RUN_CONFIG)
 export PIP_CONSTRAINT := $(abspath requirements/constraints.txt)
 
-.PHONY: venv run report test test-slow lint format clean
+.PHONY: venv run report test test-slow test-slurm lint format clean
 
 venv: $(STAMP)
 
@@ -46,10 +46,16 @@ report: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	MEDVERIFY_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q
 
 test-slow: $(STAMP)
 	MEDVERIFY_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q -m slow
+
+# The single-node Slurm test (root; apt-installs slurm-wlm and munge if missing). CI runs
+# it as part of `make test` (CI=true); elsewhere it is skipped unless asked for here.
+test-slurm: $(STAMP)
+	MEDVERIFY_SLURM_TEST=1 MEDVERIFY_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q -m slurm tests/test_slurm.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -3,12 +3,23 @@
 # Run: snakemake --workflow-profile profiles/default --cores 2   (see config.yaml)
 from snakemake.utils import min_version, validate
 
+from medverify import config as medverify_config
+
 min_version("9.0")
 
 
 configfile: "config.yaml"
 
 
+# One-line errors naming the bad value (names from the package), then defaults.
+try:
+    medverify_config.check_file(
+        config,
+        f"{workflow.basedir}/workflow/schemas/config.schema.yaml",
+        medverify_config.source(workflow.configfiles, workflow.config_settings.config),
+    )
+except medverify_config.ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

@@ -47,3 +47,17 @@ def trained_mlp(pneumonia, tmp_path_factory):
 
 def tiny_problem_image(rng: np.random.Generator, shape=(1, 2, 2)) -> np.ndarray:
     return rng.uniform(0.1, 0.9, size=shape)
+
+
+@pytest.fixture()
+def toy_onnx(tmp_path) -> Path:
+    """f0 = x0 + x1 + x2 + x3, f1 = 1.9 over a 2x2 image, as ONNX (label 0 at x = 0.5)."""
+    from medverify import onnx_io
+    from medverify.nets import AffineNet
+
+    net = AffineNet(
+        [(np.eye(4), np.zeros(4)), (np.array([[1.0] * 4, [0.0] * 4]), np.array([0, 1.9]))]
+    )
+    path = tmp_path / "toy.onnx"
+    onnx_io.export_affine(net, path)
+    return path

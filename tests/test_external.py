@@ -147,7 +147,9 @@ def test_cli_wrong_input_size_is_one_line_exit_2(external, medmnist_dir, tmp_pat
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and "784" in lines[0] and "2352" in lines[0]
-    assert not (tmp_path / "r.json").exists()
+    from medverify.results import read
+
+    assert read(tmp_path / "r.json").status == "error"  # the record is still written
 
 
 def test_cli_unsupported_operator_is_one_line_exit_2(medmnist_dir, tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import results
-from .errors import MedverifyError
+from .errors import ContradictionError, MedverifyError
 from .results import DECIDED, STATUSES
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,6 @@ QUESTION = ["dataset", "model", "model_sha256", "family", "magnitude_k", "instan
 #: records that must not disagree: the same image and perturbation, whatever the verifier
 #: and strategy (a guided `robust` against a joint counterexample is a contradiction)
 CONTRADICTION_KEY = ["dataset", "model", "model_sha256", "family", "magnitude_k", "index"]
-
-
-class ContradictionError(MedverifyError):
-    """One verifier proved robustness where another holds a replayed counterexample."""
 
 
 def instance_key(index: int, slot) -> str:
@@ -197,6 +193,16 @@ def tidy_csv(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def fault_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Per verifier: how many jobs ended as ``error`` (crash, out of memory, exception)
+    and ``timeout``."""
+    counts = {
+        v: {s: int((grp["status"] == s).sum()) for s in ("error", "timeout")}
+        for v, grp in df.groupby("verifier", observed=True)
+    }
+    return pd.DataFrame.from_dict(counts, orient="index", columns=["error", "timeout"])
+
+
 def merge(
     record_paths: Sequence[str],
     verifiers: Sequence[str],
@@ -209,6 +215,8 @@ def merge(
     ``out_confusion`` holds one path per pair of ``verifier_pairs(verifiers)``, in order."""
     df = load_records(record_paths)
     log.info("read %d records", len(df))
+    for verifier, row in fault_counts(df).iterrows():
+        log.info("faults of %s: %d error, %d timeout", verifier, row["error"], row["timeout"])
     check_contradictions(df)
     pairs = verifier_pairs(verifiers)
     if len(out_confusion) != len(pairs):

@@ -7,9 +7,32 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 
-from .errors import MedverifyError
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_VERIFIER_FAILED,
+    MedverifyError,
+    is_input_error,
+)
+from .perturbations import FAMILIES
 from .strategies import STRATEGIES
+from .verifiers import BACKENDS
+
+
+def exit_code(record) -> int:
+    """A verification command's exit code from its record (see docs/exit-codes.md): an
+    error inside the solver child is the verifier's failure (3); one before or around it
+    carries its exception class in ``extra.error_type``: ours (bad input, 2) or not
+    (internal error, 1)."""
+    if record.status != "error":
+        return EXIT_OK
+    error_type = record.extra.get("error_type")
+    if not error_type:
+        return EXIT_VERIFIER_FAILED
+    return EXIT_BAD_INPUT if is_input_error(error_type) else EXIT_INTERNAL
 
 
 def _add_verify(sub):
@@ -21,9 +44,11 @@ def _add_verify(sub):
     p.add_argument("--dataset", help="dataset name (with --image-index)")
     p.add_argument("--data-dir", default="data/medmnist", help="directory holding <dataset>.npz")
     p.add_argument("--channels", type=int, default=1, choices=(1, 3))
-    p.add_argument("--family", default="linf", help="linf | brightness | contrast")
+    # Names come from the package. Not argparse choices: a bad name still writes its
+    # error record (exit code 2), like any other bad input of a verification job.
+    p.add_argument("--family", default="linf", help=" | ".join(FAMILIES))
     p.add_argument("--magnitude", type=float, default=4, help="k, meaning k/255")
-    p.add_argument("--verifier", required=True, help="marabou | crown | milp | exact")
+    p.add_argument("--verifier", required=True, help=" | ".join(BACKENDS))
     p.add_argument(
         "--strategy",
         default=STRATEGIES[0],
@@ -31,6 +56,7 @@ def _add_verify(sub):
         help="joint: all target labels at once; guided: bound-pruned, most dangerous first",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds (the whole job)")
+    p.add_argument("--mem-mb", type=int, default=None, help="address-space cap of the solver")
     p.add_argument("--options", default="{}", help="backend options as JSON")
     p.add_argument("--out", required=True, help="record JSON to write")
 
@@ -40,7 +66,12 @@ def _verify(args) -> int:
     from .results import Question
     from .verify import verify_image
 
-    options = json.loads(args.options)
+    try:
+        options = json.loads(args.options)
+    except json.JSONDecodeError as exc:
+        raise MedverifyError(f"--options {args.options!r} is not JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise MedverifyError(f"--options {args.options!r} is not a JSON object")
     if args.vnnlib:
         from .verify import verify_vnnlib
 
@@ -51,6 +82,7 @@ def _verify(args) -> int:
             args.timeout,
             options=options,
             strategy=args.strategy,
+            mem_limit_mb=args.mem_mb,
         )
     else:
         if not args.dataset:
@@ -64,10 +96,8 @@ def _verify(args) -> int:
                 f"{len(test.labels)} images"
             )
         image = test.images[args.image_index]
-        from .onnx_io import load_affine
-
-        # a bad model is one line and exit 2 here, not an error record
-        load_affine(args.onnx, input_size=image.size, what=f"{args.dataset} images")
+        # a bad model (not ONNX, unsupported operator, wrong input size) becomes an error
+        # record naming the file, and exit 2 (verify_image loads it with the image's size)
         question = Question(
             dataset=args.dataset,
             model=args.onnx,
@@ -79,16 +109,21 @@ def _verify(args) -> int:
             strategy=args.strategy,
             timeout_s=args.timeout,
         )
-        record = verify_image(args.onnx, image, question, options=options)
+        record = verify_image(args.onnx, image, question, options=options, mem_limit_mb=args.mem_mb)
     results.write(record, args.out)
     print(
         f"{record.status}  ({record.verifier}/{record.strategy}, "
         f"{record.family} k={record.magnitude_k:g}, "
         f"{record.wall_time_s:.2f}s) -> {args.out}"
     )
-    if record.message:
+    code = exit_code(record)
+    if code != EXIT_OK:
+        first = record.message.splitlines()[0] if record.message else "no message"
+        kind = "internal error" if code == EXIT_INTERNAL else "error"
+        print(f"medverify: {kind}: {first} (record {args.out})", file=sys.stderr)
+    elif record.message:
         print(record.message.splitlines()[0])
-    return 0
+    return code
 
 
 def _add_train(sub):
@@ -341,12 +376,25 @@ def main(argv=None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,  # bind to this call's stderr (the command may run in-process)
     )
+    commands = {"verify": _verify, "train": _train, "vnncomp": _vnncomp, "search": _search}
+    return run_command(commands[args.command], args)
+
+
+def run_command(fn, args) -> int:
+    """Run one subcommand: its own exit code, or one line on stderr and EXIT_BAD_INPUT for
+    a MedverifyError (or a ValueError, e.g. a bad backend option value), EXIT_INTERNAL for
+    anything else (the traceback with -v)."""
     try:
-        commands = {"verify": _verify, "train": _train, "vnncomp": _vnncomp, "search": _search}
-        return commands[args.command](args)
-    except (MedverifyError, ValueError, json.JSONDecodeError) as exc:
+        return fn(args)
+    except (MedverifyError, ValueError) as exc:
         print(f"medverify: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback, unless -v
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"medverify: internal error: {type(exc).__name__}: {first}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ not know is read without an md5 check (said once in the log), and a file holding
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import zipfile
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, DataError
+from .fileio import atomic_path, digest
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,8 @@ def medmnist_info(name: str) -> dict | None:
     return INFO.get(name)
 
 
-def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def md5sum(path: str | os.PathLike) -> str:
+    return digest(path, "md5")
 
 
 def expected_md5(name: str) -> str | None:
@@ -78,16 +74,14 @@ def _download(name: str, root: Path) -> None:
     import urllib.request
 
     target = dataset_path(name, root)
-    tmp = target.with_suffix(".npz.part")
     try:
-        urllib.request.urlretrieve(info["url"], tmp)
+        with atomic_path(target) as tmp:
+            urllib.request.urlretrieve(info["url"], tmp)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(
             f"download of {name} from {info['url']} failed ({exc}); download it by hand "
             f"to {target} (md5 {info['MD5']})"
         ) from None
-    os.replace(tmp, target)
 
 
 def ensure_file(

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ExportError, ModelError
+from .fileio import atomic_path, digest
 from .nets import AffineNet
 
 OPSET = 13
@@ -34,9 +35,8 @@ def _save(graph, path) -> None:
     )
     model.ir_version = 8
     onnx.checker.check_model(model)
-    tmp = f"{path}.tmp"
-    onnx.save_model(model, tmp, save_as_external_data=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, tmp, save_as_external_data=False)
 
 
 def export_torch(model, input_shape: tuple[int, ...], path: str | os.PathLike) -> None:
@@ -655,10 +655,4 @@ def export_checked(model, images: np.ndarray, path, tol: float = 1e-5) -> float:
 
 
 def sha256(path: str | os.PathLike) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+    return digest(path, "sha256")

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import data, onnx_io, results
 from .errors import ConfigError, DataError, ModelError
+from .fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,6 @@ def import_external(
     must load into canonical form with the dataset's image size, and the canonical form's
     argmax must agree with onnxruntime's on the test split (at least ``min_agreement``;
     float32 near-ties may differ). Writes a summary JSON (accuracy, agreement, layers)."""
-    import os
     import shutil
 
     test = data.load(dataset, data_dir, channels=channels, md5=None, splits=("test",))["test"]
@@ -152,9 +152,8 @@ def import_external(
             f"{src_onnx}: {net.output_dim} outputs, but {dataset} has labels up to "
             f"{int(test.labels.max())}"
         )
-    tmp = f"{out_onnx}.tmp"
-    shutil.copyfile(src_onnx, tmp)
-    os.replace(tmp, out_onnx)
+    with atomic_path(out_onnx) as tmp:
+        shutil.copyfile(src_onnx, tmp)
     summary = {
         "dataset": dataset,
         "source": str(src_onnx),
@@ -232,6 +231,7 @@ def verify_slot(
     channels: int = 1,
     md5: str | None = None,
     options: dict | None = None,
+    mem_limit_mb: int | None = None,
 ) -> results.Record:
     """Verify the ``question.slot``-th selected instance and write its record (always: a
     failure becomes an ``error`` record). ``question.index`` and ``true_label`` are filled
@@ -244,7 +244,13 @@ def verify_slot(
         test = data.load(question.dataset, data_dir, channels=channels, md5=md5, splits=("test",))[
             "test"
         ]
-        record = verify_image(onnx_path, test.images[inst["index"]], question, options=options)
+        record = verify_image(
+            onnx_path,
+            test.images[inst["index"]],
+            question,
+            options=options,
+            mem_limit_mb=mem_limit_mb,
+        )
     except Exception as exc:  # noqa: BLE001 - the DAG moves on with an error record
         record = results.Record.build(question, **error_verdict(exc))
     results.write(record, out_path)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
+
+from .fileio import atomic_write
 
 SCHEMA_VERSION = 2
 STATUSES = ("robust", "counterexample", "unknown", "timeout", "error")
@@ -109,17 +109,7 @@ class Record:
 
 def write_json(obj, path: str | os.PathLike) -> None:
     """Write JSON atomically (temp file in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, allow_nan=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(obj, indent=1, allow_nan=True) + "\n")
 
 
 def write(record: Record | SearchRecord, path: str | os.PathLike) -> None:

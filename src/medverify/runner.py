@@ -24,10 +24,41 @@ class Outcome:
     value: Any = None
     message: str = ""
     seconds: float = 0.0
+    #: the child's peak resident set and peak address space, MB (when it answered)
+    peak_rss_mb: float | None = None
+    peak_vm_mb: float | None = None
 
 
-def _child(fn, args, kwargs, wfd, mem_limit_mb):
+def _peaks() -> tuple[float | None, float | None]:
+    """This process's peak RSS (VmHWM) and peak address space (VmPeak) in MB (Linux)."""
+    try:
+        with open("/proc/self/status") as fh:
+            status = dict(line.split(":", 1) for line in fh if ":" in line)
+        return (
+            int(status["VmHWM"].split()[0]) / 1024,
+            int(status["VmPeak"].split()[0]) / 1024,
+        )
+    except (OSError, KeyError, ValueError):
+        return None, None
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this child when the job process dies (even by SIGKILL), so an
+    interrupted job leaves no solver behind. Best effort elsewhere."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _child(fn, args, kwargs, wfd, mem_limit_mb, parent):
     os.setsid()
+    _die_with_parent(parent)
     if mem_limit_mb:
         import resource
 
@@ -40,10 +71,11 @@ def _child(fn, args, kwargs, wfd, mem_limit_mb):
     except BaseException as exc:  # noqa: BLE001 - everything becomes an error record
         tb = traceback.format_exc(limit=8)
         payload = ("exception", f"{type(exc).__name__}: {exc}\n{tb}")
+    payload = (*payload, _peaks())
     try:
         data = pickle.dumps(payload)
     except Exception as exc:  # noqa: BLE001
-        data = pickle.dumps(("exception", f"unpicklable result: {exc}"))
+        data = pickle.dumps(("exception", f"unpicklable result: {exc}", _peaks()))
     with os.fdopen(wfd, "wb") as fh:
         fh.write(data)
     os._exit(0)
@@ -54,14 +86,23 @@ def run_isolated(
 ) -> Outcome:
     rfd, wfd = os.pipe()
     start = time.perf_counter()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # child
         os.close(rfd)
         try:
-            _child(fn, args, kwargs, wfd, mem_limit_mb)
+            _child(fn, args, kwargs, wfd, mem_limit_mb, parent)
         finally:
             os._exit(1)
     os.close(wfd)
+    try:
+        return _wait(pid, rfd, start, timeout_s, grace_s)
+    except BaseException:  # interrupted (SIGINT, SIGTERM as an exception): no orphans
+        _kill_group(pid)
+        raise
+
+
+def _wait(pid: int, rfd: int, start: float, timeout_s: float, grace_s: float) -> Outcome:
     deadline = start + timeout_s + grace_s
     chunks: list[bytes] = []
     status = None
@@ -99,12 +140,12 @@ def run_isolated(
         )
     if chunks:
         try:
-            kind, value = pickle.loads(b"".join(chunks))
+            kind, value, (rss, vm) = pickle.loads(b"".join(chunks))
         except Exception as exc:  # noqa: BLE001
             return Outcome("crash", message=f"unreadable child answer: {exc}", seconds=seconds)
         if kind == "ok":
-            return Outcome("ok", value=value, seconds=seconds)
-        return Outcome("exception", message=value, seconds=seconds)
+            return Outcome("ok", value=value, seconds=seconds, peak_rss_mb=rss, peak_vm_mb=vm)
+        return Outcome("exception", message=value, seconds=seconds, peak_rss_mb=rss, peak_vm_mb=vm)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import onnx_io, perturbations, strategies
+from .errors import VnnlibError
 from .results import Question, Record
 from .runner import run_isolated
-from .verifiers import Problem, Result, get
+from .verifiers import Problem, Result, backend_class, get
 from .verifiers.base import CEX_MARGIN
 
 GRACE_S = 1.0
@@ -116,11 +117,14 @@ def run_verifier(
     options: dict | None = None,
     isolate: bool = True,
     strategy: str = "joint",
+    mem_limit_mb: int | None = None,
 ) -> dict:
     """Run one backend (under ``strategy``, see medverify.strategies) on one problem.
-    Returns the verdict fields of a record."""
+    Returns the verdict fields of a record. ``mem_limit_mb`` caps the child's address
+    space (a job's declared mem_mb)."""
     options = options or {}
     strategies.check_name(strategy)
+    backend_class(verifier)  # an unknown name is bad input, found before the fork
     start = time.perf_counter()
     args = (verifier, options, problem, timeout_s, strategy, getattr(ort, "path", None))
     if isolate:
@@ -129,6 +133,7 @@ def run_verifier(
             *args,
             timeout_s=timeout_s,
             grace_s=GRACE_S,
+            mem_limit_mb=mem_limit_mb,
         )
         if out.kind == "timeout":
             return verdict("timeout", message=out.message, verifier_time_s=out.seconds)
@@ -141,6 +146,8 @@ def run_verifier(
                 extra={"traceback": rest} if rest else {},
             )
         result, version = out.value
+        result.stats["peak_rss_mb"] = round(out.peak_rss_mb or 0.0, 1)
+        result.stats["peak_vm_mb"] = round(out.peak_vm_mb or 0.0, 1)
     else:
         result, version = _run_backend(*args)
     seconds = float(result.stats.get("verifier_time_s", time.perf_counter() - start))
@@ -215,7 +222,47 @@ def verdict(status, **kw) -> dict:
 
 
 def error_verdict(exc: BaseException) -> dict:
-    return verdict("error", message=f"{type(exc).__name__}: {exc}")
+    """An ``error`` verdict for an exception raised before or around the backend; its
+    class name goes to ``extra["error_type"]`` (``errors.is_input_error`` tells bad input
+    from an internal error)."""
+    return verdict(
+        "error",
+        message=f"{type(exc).__name__}: {exc}",
+        extra={"error_type": type(exc).__name__},
+    )
+
+
+def load_classifier(onnx_path, sha256: str, input_size: int | None = None):
+    """``onnx_io.load_affine`` with a cache beside the ONNX file, keyed by its sha256:
+    the first verify job of a model parses the ONNX (importing ``onnx`` costs ~0.6 s),
+    the others read a small npz. A missing, stale or unreadable cache is rebuilt; an
+    unwritable directory only costs the parse."""
+    from pathlib import Path
+
+    from .fileio import atomic_path
+    from .nets import AffineNet
+
+    path = Path(onnx_path)
+    cache = path.with_name(f".{path.name}.{sha256[:16]}.affine.npz")
+    try:
+        with np.load(cache) as z:
+            n = len(z.files) // 2
+            cached = AffineNet([(z[f"w{i}"], z[f"b{i}"]) for i in range(n)])
+        if input_size is None or cached.input_dim == int(input_size):
+            return cached
+    except (OSError, ValueError, KeyError):
+        pass
+    # a miss, or a size mismatch: load_affine reads the file and names what is wrong
+    classifier = onnx_io.load_affine(onnx_path, input_size=input_size)
+    arrays = {}
+    for i, (w, b) in enumerate(classifier.layers):
+        arrays[f"w{i}"], arrays[f"b{i}"] = w, b
+    try:
+        with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    except OSError:
+        pass
+    return classifier
 
 
 def verify_image(
@@ -225,6 +272,7 @@ def verify_image(
     *,
     options: dict | None = None,
     targets=None,
+    mem_limit_mb: int | None = None,
 ) -> Record:
     """The whole job for one question about one image: load the classifier, build the
     problem, run the backend isolated, replay, and return the record (never raises: a
@@ -232,7 +280,9 @@ def verify_image(
     start = time.perf_counter()
     question = question.replace(model_sha256=question.model_sha256 or onnx_io.sha256(onnx_path))
     try:
-        classifier = onnx_io.load_affine(onnx_path, input_size=np.asarray(image).size)
+        classifier = load_classifier(
+            onnx_path, question.model_sha256, input_size=np.asarray(image).size
+        )
         problem = build_problem(
             classifier,
             image,
@@ -250,10 +300,32 @@ def verify_image(
             ort,
             options,
             strategy=question.strategy,
+            mem_limit_mb=mem_limit_mb,
         )
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error record
         fields = error_verdict(exc)
     return Record.build(question, wall_time_s=round(time.perf_counter() - start, 4), **fields)
+
+
+def check_vnnlib_against(classifier, prop, vnnlib_path, onnx_path) -> None:
+    """The property's inputs and outputs must be the network's (VnnlibError otherwise)."""
+    if prop.num_inputs != classifier.input_dim:
+        raise VnnlibError(
+            f"{vnnlib_path}: declares {prop.num_inputs} inputs X_i but {onnx_path} takes "
+            f"{classifier.input_dim}"
+        )
+    n = classifier.output_dim
+    used = sorted({int(j) for c, _ in prop.disjuncts for j in np.flatnonzero(np.any(c, axis=0))})
+    missing = [j for j in used if j >= n]
+    if missing:
+        raise VnnlibError(
+            f"{vnnlib_path}: output constraint over Y_{missing[0]} but {onnx_path} has "
+            f"{n} outputs (Y_0..Y_{n - 1})"
+        )
+    if prop.num_outputs != n:
+        raise VnnlibError(
+            f"{vnnlib_path}: declares {prop.num_outputs} outputs Y_j but {onnx_path} has {n}"
+        )
 
 
 def verify_vnnlib(
@@ -263,6 +335,7 @@ def verify_vnnlib(
     timeout_s: float,
     options: dict | None = None,
     strategy: str = "joint",
+    mem_limit_mb: int | None = None,
 ) -> Record:
     """Verify a VNN-COMP style property ("some j beats y" over an input box) on a
     classifier; the record's family is ``box``."""
@@ -282,9 +355,11 @@ def verify_vnnlib(
     )
     try:
         question = question.replace(model_sha256=onnx_io.sha256(onnx_path))
-        lower, upper, label, targets = vnnlib.to_problem_spec(vnnlib.read(vnnlib_path))
-        question = question.replace(true_label=int(label))
+        prop = vnnlib.read(vnnlib_path)
         classifier = onnx_io.load_affine(onnx_path)
+        check_vnnlib_against(classifier, prop, vnnlib_path, onnx_path)
+        lower, upper, label, targets = vnnlib.to_problem_spec(prop)
+        question = question.replace(true_label=int(label))
         fam = perturbations.Box(lower, upper)
         problem = Problem(
             classifier, lower, upper, int(label), tuple(targets), fam, name=str(vnnlib_path)
@@ -296,6 +371,7 @@ def verify_vnnlib(
             onnx_io.OrtClassifier(onnx_path),
             options,
             strategy=strategy,
+            mem_limit_mb=mem_limit_mb,
         )
     except Exception as exc:  # noqa: BLE001
         fields = error_verdict(exc)

@@ -31,15 +31,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import MedverifyError
+from .errors import VnnlibError
+from .fileio import atomic_write
 
 #: refuse properties whose disjunctive normal form has more disjuncts than this
 MAX_DISJUNCTS = 100_000
 _VAR = re.compile(r"^([XY])_(\d+)$")
-
-
-class VnnlibError(MedverifyError):
-    """A malformed or unsupported VNNLIB file; the message starts with ``file:line:``."""
 
 
 @dataclass
@@ -129,11 +126,7 @@ def write(
         lines.append("(assert (or")
         lines += [f"    (and (>= Y_{j} Y_{label}))" for j in targets]
         lines.append("))")
-    text = "\n".join(lines) + "\n"
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, "\n".join(lines) + "\n")
 
 
 def write_problem(path: str | os.PathLike, problem, comment: str = "") -> None:

@@ -3,7 +3,9 @@ import math
 
 from medverify.perturbations import FAMILIES as PERTURBATION_FAMILIES
 from medverify.pipeline import ADVERSARIAL_SUFFIX, split_model_name
+from medverify.resources import verify_job
 from medverify.strategies import STRATEGIES
+from medverify.verifiers import BACKENDS
 
 # conda env per verifier family (--use-conda): marabou -> maraboupy; crown -> auto_LiRPA
 # (installed --no-deps by envs/lirpa.post-deploy.sh); milp (PuLP + HiGHS) and exact
@@ -128,9 +130,25 @@ def verifier_env(wildcards):
     return VERIFIER_ENVS[wildcards.verifier]
 
 
+def verify_resources(wildcards):
+    """mem_mb and runtime of one verify job (medverify.resources.verify_job)."""
+    channels = config["dataset_settings"][wildcards.dataset]["channels"]
+    return verify_job(
+        wildcards.verifier, wildcards.family, channels * 28 * 28, config["timeout_s"]
+    )
+
+
 def verify_runtime(wildcards):
-    """Minutes: the verification timeout plus two minutes of set-up and replay."""
-    return math.ceil(float(config["timeout_s"]) / 60.0) + 2
+    """Minutes: the verification timeout plus set-up and replay."""
+    return verify_resources(wildcards).runtime_min
+
+
+def verify_mem_mb(wildcards):
+    """MB: config verify_mem_mb when set, else derived from verifier, family and input
+    size. The job caps its solver's address space at the same number."""
+    if config.get("verify_mem_mb") is not None:
+        return int(config["verify_mem_mb"])
+    return verify_resources(wildcards).mem_mb
 
 
 def verifier_pairs():
@@ -146,7 +164,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     family="|".join(PERTURBATION_FAMILIES),
     k=r"\d+",
-    verifier="marabou|crown|milp|exact|abcrown",
+    verifier="|".join(BACKENDS),
     strategy="|".join(STRATEGIES),
     slot=r"\d+",
 

@@ -60,7 +60,7 @@ rule search:
     threads: 1
     resources:
         runtime=lambda w: SEARCH["job_runtime_min"],
-        mem_mb=config["verify_mem_mb"],
+        mem_mb=verify_mem_mb,
     script:
         "../scripts/search.py"
 

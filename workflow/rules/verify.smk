@@ -21,6 +21,6 @@ rule verify:
     threads: 1
     resources:
         runtime=verify_runtime,
-        mem_mb=config["verify_mem_mb"],
+        mem_mb=verify_mem_mb,
     script:
         "../scripts/verify.py"

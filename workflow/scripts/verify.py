@@ -30,5 +30,6 @@ with rule_log(snakemake.log[0], "verify"):
         snakemake.output.record,
         channels=snakemake.params.channels,
         options=dict(snakemake.params.options),
+        mem_limit_mb=snakemake.resources.mem_mb,
     )
     logging.info("%s: %s", record.status, record.message)

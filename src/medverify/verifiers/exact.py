@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import WalkLimit
 from ..nets import AffineNet
 from .base import Problem, Result
 
@@ -34,10 +35,6 @@ REL_TOL = 1e-11
 MAX_PIECES = 200_000
 #: fraction of a layer's width above which a flip update is done as a full product
 SPARSE_FRACTION = 0.25
-
-
-class WalkLimit(Exception):
-    """The walk exceeded its deadline or piece budget."""
 
 
 @dataclass

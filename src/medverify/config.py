@@ -1,0 +1,105 @@
+"""Check a workflow configuration before any job exists, with one-line errors.
+
+The JSON schema (workflow/schemas/config.schema.yaml) states types, ranges and defaults;
+the names it cannot know come from the package, the only list of them:
+verifier names from :data:`medverify.verifiers.BACKENDS`, family names from
+:data:`medverify.perturbations.FAMILIES`, and each backend's option names from its
+``Verifier.__init__`` signature. A bad config fails here, not as hundreds of error records.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+
+from .errors import ConfigError
+from .perturbations import FAMILIES
+from .verifiers import BACKENDS, backend_class
+
+
+def option_names(verifier: str) -> tuple[str, ...]:
+    """Keyword options a backend's constructor accepts (from its signature)."""
+    params = inspect.signature(backend_class(verifier).__init__).parameters
+    return tuple(
+        name
+        for name, p in params.items()
+        if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
+
+
+def _where(path) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def check_schema(config: Mapping, schema: Mapping, source: str) -> None:
+    """Validate against the JSON schema; the first (best) error as one line."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    error = best_match(Draft202012Validator(schema).iter_errors(dict(config)))
+    if error is not None:
+        key = _where(error.absolute_path) or "(top level)"
+        raise ConfigError(f"config {source}: {key}: {error.message}")
+
+
+def check_names(config: Mapping, source: str) -> None:
+    """Family, verifier and verifier-option names against the package."""
+    families = config.get("families", {})
+    if not families:
+        raise ConfigError(f"config {source}: families is empty: the matrix has no jobs")
+    for family, ks in families.items():
+        if family not in FAMILIES:
+            raise ConfigError(
+                f"config {source}: families: unknown family {family!r}: choose from "
+                f"{', '.join(FAMILIES)}"
+            )
+        if not ks:
+            raise ConfigError(f"config {source}: families.{family} has no magnitudes")
+    verifiers = config.get("verifiers", [])
+    if not verifiers:
+        raise ConfigError(f"config {source}: verifiers is empty: the matrix has no jobs")
+    for name in verifiers:
+        if name not in BACKENDS:
+            raise ConfigError(
+                f"config {source}: verifiers: unknown verifier {name!r}: choose from "
+                f"{', '.join(BACKENDS)}"
+            )
+    for name, options in (config.get("verifier_options") or {}).items():
+        if name not in BACKENDS:
+            raise ConfigError(
+                f"config {source}: verifier_options: unknown verifier {name!r}: choose from "
+                f"{', '.join(BACKENDS)}"
+            )
+        accepted = option_names(name)
+        for key in options or {}:
+            if key not in accepted:
+                raise ConfigError(
+                    f"config {source}: verifier_options.{name}: unknown option {key!r}: "
+                    f"{name} accepts {', '.join(accepted)}"
+                )
+        try:
+            backend_class(name)(**(options or {}))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"config {source}: verifier_options.{name}: {exc}") from None
+
+
+def check(config: Mapping, schema: Mapping | None = None, source: str = "config") -> None:
+    """Everything :func:`check_schema` and :func:`check_names` check (schema optional)."""
+    if schema is not None:
+        check_schema(config, schema, source)
+    check_names(config, source)
+
+
+def source(configfiles, overrides) -> str:
+    """Where a Snakemake config came from, for error messages."""
+    names = [str(f) for f in configfiles] + (["--config"] if overrides else [])
+    return " + ".join(dict.fromkeys(names)) or "config"
+
+
+def check_file(config: Mapping, schema_path: str, source: str = "config") -> None:
+    """:func:`check` with the schema read from a YAML file (the Snakefile's entry point)."""
+    import yaml
+
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    check(config, schema, source)

@@ -1,0 +1,169 @@
+"""The bad-input catalogue: each bad input gives a one-line error naming the value and the
+file, a non-zero exit code, and (for `verify`) an error record all the same."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medverify import config as mconfig
+from medverify.cli import main
+from medverify.errors import EXIT_BAD_INPUT, ConfigError
+from medverify.results import read
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+CI_CONFIG = yaml.safe_load((REPO / "tests" / "config" / "ci.yaml").read_text())
+
+HEADER = "".join(f"(declare-const X_{i} Real)\n" for i in range(4)) + (
+    "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+)
+BOX = "".join(f"(assert (>= X_{i} 0.45))\n(assert (<= X_{i} 0.55))\n" for i in range(4))
+
+VNNLIB_CASES = {
+    # name: (text, words the message must contain)
+    "unbalanced": (HEADER + BOX + "(assert (>= Y_1 Y_0)\n", "'(' is never closed"),
+    "unknown-variable": (HEADER + BOX + "(assert (>= Z_1 Y_0))\n", "'Z_1'"),
+    "wrong-input-count": (
+        HEADER + "(declare-const X_4 Real)\n" + BOX + "(assert (>= X_4 0.4))\n"
+        "(assert (<= X_4 0.6))\n(assert (>= Y_1 Y_0))\n",
+        "declares 5 inputs",
+    ),
+    "missing-output": (
+        HEADER + "(declare-const Y_2 Real)\n" + BOX + "(assert (>= Y_2 Y_0))\n",
+        "Y_2",
+    ),
+}
+
+
+@pytest.fixture()
+def onnx(toy_onnx):
+    return toy_onnx
+
+
+def _verify(onnx, prop, out, verifier="crown"):
+    argv = ["verify", "--onnx", str(onnx), "--vnnlib", str(prop), "--verifier", verifier]
+    return main([*argv, "--timeout", "5", "--out", str(out)])
+
+
+@pytest.mark.parametrize("case", sorted(VNNLIB_CASES))
+def test_malformed_vnnlib(onnx, tmp_path, capsys, case):
+    text, words = VNNLIB_CASES[case]
+    prop = tmp_path / f"{case}.vnnlib"
+    prop.write_text(text)
+    out = tmp_path / "r.json"
+    rc = _verify(onnx, prop, out)
+    err = capsys.readouterr().err
+    assert rc == EXIT_BAD_INPUT, err
+    assert err.count("\n") == 1 and words in err and prop.name in err
+    rec = read(out)  # the record is still written
+    assert rec.status == "error" and words in rec.message
+
+
+def test_corrupt_onnx_writes_record_and_fails(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not an onnx file")
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(HEADER + BOX + "(assert (>= Y_1 Y_0))\n")
+    out = tmp_path / "r.json"
+    rc = _verify(bad, prop, out)
+    err = capsys.readouterr().err
+    assert rc != 0 and err.count("\n") == 1
+    assert read(out).status == "error"
+
+
+def test_bad_options_json(onnx, tmp_path, capsys):
+    rc = main(
+        ["verify", "--onnx", str(onnx), "--vnnlib", "x", "--verifier", "crown"]
+        + ["--options", "{nope", "--out", str(tmp_path / "r.json")]
+    )
+    err = capsys.readouterr().err
+    assert rc == EXIT_BAD_INPUT and "'{nope'" in err and err.count("\n") == 1
+
+
+def _with(**changes):
+    cfg = copy.deepcopy(CI_CONFIG)
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key)
+        else:
+            cfg[key] = value
+    return cfg
+
+
+CONFIG_CASES = {
+    "unknown-key": (_with(verifier_timeout=3), "'verifier_timeout' was unexpected"),
+    "negative-magnitude": (_with(families={"linf": [-4]}), "families.linf[0]: -4"),
+    "non-numeric-magnitude": (_with(families={"linf": ["four"]}), "families.linf[0]: 'four'"),
+    "empty-families": (_with(families={}), "families: {} should be non-empty"),
+    "empty-verifiers": (_with(verifiers=[]), "verifiers: [] should be non-empty"),
+    "empty-magnitudes": (_with(families={"linf": []}), "families.linf: [] should be non-empty"),
+    "unknown-verifier": (_with(verifiers=["crwon"]), "unknown verifier 'crwon'"),
+    "unknown-family": (_with(families={"fog": [4]}), "unknown family 'fog'"),
+    "unknown-option": (
+        _with(verifier_options={"milp": {"solvr": "highs"}}),
+        "verifier_options.milp: unknown option 'solvr'",
+    ),
+    "bad-option-value": (
+        _with(verifier_options={"milp": {"solver": "gurobi"}}),
+        "'gurobi'",
+    ),
+    "options-of-unknown-verifier": (
+        _with(verifier_options={"crwon": {}}),
+        "verifier_options: unknown verifier 'crwon'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_bad_config(case):
+    cfg, words = CONFIG_CASES[case]
+    with pytest.raises(ConfigError) as err:
+        mconfig.check(cfg, SCHEMA, source="tests/x.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg and words in msg and msg.startswith("config tests/x.yaml:")
+
+
+def test_good_config_passes():
+    mconfig.check(CI_CONFIG, SCHEMA, source="ci.yaml")
+
+
+def test_option_names_come_from_the_constructor():
+    from medverify.verifiers.milp import Verifier
+
+    assert mconfig.option_names("milp")[0] == "solver"
+    assert "solver" in Verifier.__init__.__code__.co_varnames
+
+
+def test_snakemake_rejects_bad_config_in_one_line(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(_with(verifiers=["crwon"], data_dir=str(tmp_path))))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+        + ["-d", str(tmp_path / "w"), "-n", "--configfile", str(cfg)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    lines = [line for line in output.splitlines() if "unknown verifier 'crwon'" in line]
+    assert len(lines) == 1 and "bad.yaml" in lines[0], output[-2000:]
+
+
+def test_exit_code_of_error_records():
+    from medverify.cli import exit_code
+    from medverify.errors import EXIT_INTERNAL, EXIT_OK, EXIT_VERIFIER_FAILED
+    from medverify.results import Question, Record
+
+    q = Question("d", "m", 0, 0, "linf", 4, "crown")
+    assert exit_code(Record.build(q, "timeout")) == EXIT_OK
+    assert exit_code(Record.build(q, "error")) == EXIT_VERIFIER_FAILED  # in the child
+    bad = Record.build(q, "error", extra={"error_type": "VnnlibError"})
+    assert exit_code(bad) == EXIT_BAD_INPUT
+    bug = Record.build(q, "error", extra={"error_type": "KeyError"})
+    assert exit_code(bug) == EXIT_INTERNAL
