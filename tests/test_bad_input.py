@@ -115,6 +115,19 @@ CONFIG_CASES = {
         _with(verifier_options={"crwon": {}}),
         "verifier_options: unknown verifier 'crwon'",
     ),
+    "unknown-strategy": (_with(strategies=["greedy"]), "strategies: unknown strategy 'greedy'"),
+    "unknown-search-family": (
+        _with(search={"families": ["fog"]}),
+        "search.families: unknown family 'fog'",
+    ),
+    "unknown-search-verifier": (
+        _with(search={"verifiers": ["crwon"]}),
+        "search.verifiers: unknown verifier 'crwon'",
+    ),
+    "unknown-search-method": (
+        _with(search={"methods": ["guess"]}),
+        "search.methods: unknown method 'guess'",
+    ),
 }
 
 

@@ -88,7 +88,7 @@ def test_dry_run_leaves_out_linf_for_exact(tmp_path):
         ("datasets=[chestmnist]", "config: dataset 'chestmnist' has no entry in dataset_settings"),
         ("dataset_settings={pneumoniamnist: {channels: 2}}", "is not one of [1, 3]"),
         ("instances=0", "0 is less than the minimum of 1"),
-        ("strategies=[greedy]", "'greedy' is not one of ['joint', 'guided']"),
+        ("strategies=[greedy]", "unknown strategy 'greedy': choose from joint, guided"),
         ("epoch=3", "Additional properties are not allowed ('epoch' was unexpected)"),
     ],
 )

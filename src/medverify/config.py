@@ -42,8 +42,25 @@ def check_schema(config: Mapping, schema: Mapping, source: str) -> None:
         raise ConfigError(f"config {source}: {key}: {error.message}")
 
 
+def _known(source: str, key: str, what: str, names, known) -> None:
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                f"config {source}: {key}: unknown {what} {name!r}: choose from {', '.join(known)}"
+            )
+
+
 def check_names(config: Mapping, source: str) -> None:
-    """Family, verifier and verifier-option names against the package."""
+    """Family, verifier, strategy, search-method and verifier-option names against the
+    package (the schema lists none of them)."""
+    from .results import SEARCH_METHODS
+    from .strategies import STRATEGIES
+
+    _known(source, "strategies", "strategy", config.get("strategies", []), STRATEGIES)
+    search = config.get("search") or {}
+    _known(source, "search.families", "family", search.get("families", []), FAMILIES)
+    _known(source, "search.verifiers", "verifier", search.get("verifiers", []), BACKENDS)
+    _known(source, "search.methods", "method", search.get("methods", []), SEARCH_METHODS)
     families = config.get("families", {})
     if not families:
         raise ConfigError(f"config {source}: families is empty: the matrix has no jobs")

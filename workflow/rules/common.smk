@@ -74,9 +74,6 @@ def external_onnx(wildcards):
 VERIFIERS = list(config["verifiers"])
 SLOTS = list(range(config["instances"]))
 STRATEGY_LIST = list(config["strategies"])
-for _s in STRATEGY_LIST:
-    if _s not in STRATEGIES:
-        _fail(f"config: unknown strategy {_s!r} in strategies: choose from {', '.join(STRATEGIES)}")
 
 
 def applies(verifier, family):
