@@ -48,6 +48,7 @@ BACKEND_REQUIRES = {
     "crown": {"auto-lirpa"},
     "milp": {"pulp", "highspy"},
     "exact": {"numpy"},
+    "abcrown": set(),  # runs the user's own alpha-beta-CROWN checkout, nothing to install
 }
 
 

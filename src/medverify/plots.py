@@ -290,6 +290,8 @@ def critical_scatter(pairs: pd.DataFrame):
         ax.set_xlabel(f"{a}: critical eps (x 1/255)")
         ax.set_ylabel(f"{b}: critical eps (x 1/255)")
         ax.set_title(f"{pair}\n{panel}", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def guided_reduction(table: pd.DataFrame):

@@ -18,12 +18,12 @@ CNN3 used here. All arithmetic is float64.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..bounds import blas_threads
 from ..errors import WalkLimit
 from ..nets import AffineNet
 from .base import Problem, Result
@@ -162,23 +162,6 @@ def walk(
     return Pieces(np.array(lo), np.array(hi), np.array(slope), np.array(offset))
 
 
-_BLAS = []  # a cached threadpoolctl controller (finding the BLAS libraries costs ~1 ms)
-
-
-def _one_blas_thread():
-    """The products here are small (n x 2): threaded BLAS only adds contention."""
-    if not _BLAS:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _BLAS.append(ThreadpoolController())
-        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-            _BLAS.append(None)
-    if _BLAS[0] is None:  # pragma: no cover
-        return contextlib.nullcontext()
-    return _BLAS[0].limit(limits=1, user_api="blas")
-
-
 def _reflect(net: AffineNet) -> AffineNet:
     """``u -> net(-u)``."""
     w0, b0 = net.layers[0]
@@ -210,7 +193,8 @@ def analyze(
         raise ValueError(f"empty parameter interval [{lo}, {hi}]")
     nominal = min(max(float(nominal), lo), hi)
     margins = net.margin_net(label, targets)
-    with _one_blas_thread():
+    # the products here are small (n x 2): threaded BLAS only adds contention
+    with blas_threads(1):
         up = walk(margins, nominal, hi, deadline, max_pieces)
         down = walk(_reflect(margins), -nominal, -lo, deadline, max_pieces - len(up.lo))
     up_min, up_at = up.minimum()
