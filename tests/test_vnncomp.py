@@ -110,6 +110,12 @@ def test_run_matches_our_jobs_and_import_replays(tmp_path, classifier, compress)
     assert all(len(r) == 6 and r[0] == "bench" for r in rows)
     cex_files = sorted((tmp_path / "run" / "counterexamples").iterdir())
     assert len(cex_files) == 2
+    # the guided strategy gives the same verdicts, label by label
+    guided = vnncomp.run_benchmark(
+        out, "milp", tmp_path / "g" / "results.csv", strategy="guided", progress=None
+    )
+    assert [r.status for r in guided] == [r.status for r in records]
+    assert {r.strategy for r in guided} == {"guided"}
     word, x, y = vnncomp.parse_counterexample(cex_files[0].read_text())
     assert word == "sat" and y is not None and len(y) == 2 and y[1] >= y[0]
 

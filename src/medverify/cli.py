@@ -189,6 +189,7 @@ def _add_vnncomp(sub):
     r = vsub.add_parser("run", help="every instance of a benchmark folder through one backend")
     r.add_argument("benchmark")
     r.add_argument("--verifier", required=True)
+    r.add_argument("--strategy", default=STRATEGIES[0], choices=STRATEGIES)
     r.add_argument("--options", default="{}", help="backend options as JSON")
     r.add_argument("--category", help="first column of results.csv (default: folder name)")
     r.add_argument("--max-timeout", type=float, help="cap each instance's timeout (seconds)")
@@ -269,6 +270,7 @@ def _vnncomp(args) -> int:
             args.verifier,
             args.out,
             options=json.loads(args.options),
+            strategy=args.strategy,
             category=args.category,
             max_timeout=args.max_timeout,
             records_dir=args.records,

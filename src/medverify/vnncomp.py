@@ -538,15 +538,17 @@ def run_benchmark(
     out_csv: str | os.PathLike,
     *,
     options: dict | None = None,
+    strategy: str = "joint",
     category: str | None = None,
     timeout_scale: float = 1.0,
     max_timeout: float | None = None,
     records_dir: str | os.PathLike | None = None,
     progress=sys.stderr,
 ) -> list[results.Record]:
-    """Verify every instance of ``folder`` with one backend (isolated, own timeout) and
-    write results.csv; every ``sat`` gets ``counterexamples/<onnx>_<vnnlib>.counterexample``
-    beside it. ``records_dir``: also write each record as JSON there."""
+    """Verify every instance of ``folder`` with one backend under ``strategy`` (isolated,
+    own timeout) and write results.csv; every ``sat`` gets
+    ``counterexamples/<onnx>_<vnnlib>.counterexample`` beside it. ``records_dir``: also
+    write each record as JSON there."""
     from .verify import verify_vnnlib
 
     folder = Path(folder)
@@ -566,7 +568,9 @@ def run_benchmark(
         spec_file = plain(folder, inst.vnnlib)
         prep = time.perf_counter() - start
         try:
-            record = verify_vnnlib(onnx_file.path, spec_file.path, verifier, timeout, options)
+            record = verify_vnnlib(
+                onnx_file.path, spec_file.path, verifier, timeout, options, strategy=strategy
+            )
             cex_path = cex_dir / _cex_name(inst)
             cex_path.unlink(missing_ok=True)
             if record.status == "counterexample":
