@@ -40,6 +40,16 @@ def test_parity_failure_deletes_file(tmp_path, monkeypatch):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_parity_is_judged_against_the_logit_scale(tmp_path):
+    m = models.build("mlp", 1, 10).eval()
+    with torch.no_grad():
+        m[-1].weight.mul_(2000.0)  # logits in the hundreds: float32 round-off grows with them
+    images = np.random.default_rng(0).random((20, 1, 28, 28), dtype=np.float32)
+    diff = onnx_io.export_checked(m, images, tmp_path / "m.onnx")
+    got, scale = onnx_io.parity(m, tmp_path / "m.onnx", images)
+    assert got == diff and scale > 100 and diff <= 1e-5 * scale
+
+
 def test_export_affine_roundtrip(tmp_path):
     rng = np.random.default_rng(1)
     from medverify.nets import AffineNet
