@@ -105,6 +105,7 @@ class Verifier:
         fast_path: bool = True,
         threads: int = 1,
         inherit_bounds: bool | None = None,
+        warm_start: bool = True,
     ):
         self.attack = bool(attack)
         self.attack_restarts = int(attack_restarts)
@@ -122,6 +123,9 @@ class Verifier:
         # recomputing them by CROWN, whose cost grows with width x input size per domain;
         # None: recompute on small nets (input size x ReLUs <= INHERIT_ABOVE), inherit above
         self.inherit_bounds = inherit_bounds
+        # ReLU split: a child starts its alpha/beta optimisation from its parent's best
+        # slopes and split multipliers (else from the root's slopes and beta = 0)
+        self.warm_start = bool(warm_start)
 
     def tool_version(self) -> str:
         try:
@@ -302,7 +306,7 @@ class Verifier:
         inherit = self.inherit_bounds
         if inherit is None:
             inherit = margin.input_dim * margin.relu_count > INHERIT_ABOVE
-        pending = [(root_splits, root)]
+        pending = [(root_splits, root, None, None)]
         proven_min = np.inf
         undecided = 0
         visited = 0
@@ -323,6 +327,7 @@ class Verifier:
                     for i in range(len(sizes))
                 ]
             visited += B
+            alpha_init, beta_init = self._warm(pending, sizes)
             lo_b, hi_b = eng.lo.expand(B, -1), eng.hi.expand(B, -1)
             lb, Ax, kept, hidden, infeasible = eng.margins_lower(
                 lo_b,
@@ -332,8 +337,10 @@ class Verifier:
                 iters=self.opt_iters if self.alpha else 0,
                 deadline=deadline,
                 inherit=inherit,
-                alpha_init=self._root_alphas,
+                alpha_init=alpha_init,
+                beta_init=beta_init,
             )
+            new_alphas, new_betas = eng.last_alphas, eng.last_betas
             lb_min, worst = lb.min(dim=1)
             # candidate points: minimisers of the worst margin's linear bound
             a = Ax[torch.arange(B), worst]
@@ -382,17 +389,23 @@ class Verifier:
                     elif status != "infeasible":
                         undecided += 1
                     continue
+                dom_a = dom_b = None
+                if self.warm_start and new_alphas is not None:
+                    dom_a = [a[d : d + 1] for a in new_alphas]
+                    if new_betas is not None:
+                        dom_b = [None if b is None else b[d : d + 1] for b in new_betas]
                 heapq.heappush(
-                    heap, (float(lb_min[d]), next(counter), dom_splits, dom_bounds, score)
+                    heap,
+                    (float(lb_min[d]), next(counter), dom_splits, dom_bounds, score, dom_a, dom_b),
                 )
             # expand the worst domains
             n_par = max(1, self.batch_size // 2)
             while heap and len(pending) < 2 * n_par:
-                _, _, dom_splits, dom_bounds, (layer, idx) = heapq.heappop(heap)
+                _, _, dom_splits, dom_bounds, (layer, idx), dom_a, dom_b = heapq.heappop(heap)
                 for sign in (1, -1):
                     s_new = [s.clone() for s in dom_splits]
                     s_new[layer][0, idx] = sign
-                    pending.append((s_new, dom_bounds))
+                    pending.append((s_new, dom_bounds, dom_a, dom_b))
         stats.update(domains=visited, open_domains=len(heap) + len(pending))
         if heap or pending:
             return Result(
@@ -406,6 +419,30 @@ class Verifier:
         return Result(
             "robust", margin_lower_bound=proven_min, message="proved by ReLU split", stats=stats
         )
+
+    def _warm(self, pending, sizes):
+        """Per-layer alpha and beta starting points (B, m, n_i) for a batch of domains:
+        each domain's parent's best parameters, or the root's slopes and beta = 0."""
+        import torch
+
+        root = self._root_alphas
+        if not self.warm_start or all(p[2] is None for p in pending):
+            return root, None
+        if root is None:
+            return None, None
+        alphas = [
+            torch.cat([root[i] if p[2] is None else p[2][i] for p in pending])
+            for i in range(len(sizes))
+        ]
+        betas = []
+        for i in range(len(sizes)):
+            rows = [None if p[3] is None else p[3][i] for p in pending]
+            if all(r is None for r in rows):
+                betas.append(None)
+                continue
+            zero = torch.zeros_like(root[i])
+            betas.append(torch.cat([zero if r is None else r for r in rows]))
+        return alphas, betas
 
     @staticmethod
     def _scores(bounds_, splits, coeffs):
