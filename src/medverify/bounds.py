@@ -449,6 +449,30 @@ class Batched:
             )
         return out
 
+    def margins_fixed(self, lo, hi, hidden, splits, alphas=None, betas=None):
+        """Lower bounds (B, m) of the output layer for domains with the given hidden
+        bounds, slopes and split multipliers, not optimised: one batched backward pass
+        (e.g. to score branching candidates by their children's bounds)."""
+        torch = self.torch
+        w, b = self.layers[-1]
+        B = lo.shape[0]
+        relax = [relu_relaxation(l_i, torch.maximum(u_i, l_i)) for l_i, u_i in hidden]
+        sp = [s.to(torch.float64) for s in splits] if betas is not None else None
+        with torch.no_grad():
+            lb, _, _ = backward(
+                self.layers,
+                relax,
+                len(hidden),
+                w.expand(B, *w.shape),
+                b.expand(B, *b.shape),
+                lo,
+                hi,
+                alphas,
+                betas,
+                sp,
+            )
+        return lb
+
     def margins_lower(
         self,
         lo,

@@ -106,6 +106,7 @@ class Verifier:
         threads: int = 1,
         inherit_bounds: bool | None = None,
         warm_start: bool = True,
+        fsb_k: int = 3,
     ):
         self.attack = bool(attack)
         self.attack_restarts = int(attack_restarts)
@@ -126,6 +127,11 @@ class Verifier:
         # ReLU split: a child starts its alpha/beta optimisation from its parent's best
         # slopes and split multipliers (else from the root's slopes and beta = 0)
         self.warm_start = bool(warm_start)
+        # ReLU split branching: the fsb_k neurons with the best BaBSR-like scores are
+        # candidates; each one's two children are bounded (parent's slopes and split
+        # multipliers, no optimisation) in one batched pass and the candidate whose worse
+        # child bound is highest wins (filtered smart branching); fsb_k <= 1: BaBSR only
+        self.fsb_k = max(1, int(fsb_k))
 
     def tool_version(self) -> str:
         try:
@@ -378,8 +384,10 @@ class Verifier:
                     continue
                 dom_splits = [s[d : d + 1] for s in splits]
                 dom_bounds = [(lo[d : d + 1], up[d : d + 1]) for lo, up in hidden]
-                score = self._scores(dom_bounds, dom_splits, [k[d, worst[d]] for k in kept])
-                if score is None:
+                score = self._scores(
+                    dom_bounds, dom_splits, [k[d, worst[d]] for k in kept], self.fsb_k
+                )
+                if not score:
                     status, val = self._leaf(margin, problem, dom_bounds, dom_splits)
                     if status == "candidate":
                         stats.update(domains=visited)
@@ -400,8 +408,9 @@ class Verifier:
                 )
             # expand the worst domains
             n_par = max(1, self.batch_size // 2)
-            while heap and len(pending) < 2 * n_par:
-                _, _, dom_splits, dom_bounds, (layer, idx), dom_a, dom_b = heapq.heappop(heap)
+            parents = [heapq.heappop(heap) for _ in range(min(n_par, len(heap)))]
+            for par, (layer, idx) in zip(parents, self._choose(eng, parents), strict=True):
+                _, _, dom_splits, dom_bounds, _, dom_a, dom_b = par
                 for sign in (1, -1):
                     s_new = [s.clone() for s in dom_splits]
                     s_new[layer][0, idx] = sign
@@ -444,22 +453,77 @@ class Verifier:
             betas.append(torch.cat([zero if r is None else r for r in rows]))
         return alphas, betas
 
+    def _choose(self, eng, parents):
+        """The (layer, index) to split for each heap entry: its best-scored candidate,
+        or with ``fsb_k > 1`` the candidate whose children's worse bound is highest."""
+        import torch
+
+        out = [par[4][0] for par in parents]
+        rows = [(p, c) for p, par in enumerate(parents) if len(par[4]) > 1 for c in par[4]]
+        if self.fsb_k <= 1 or not rows:
+            return out
+        n_layers = len(parents[0][2])
+        idx = [p for p, _ in rows for _ in (1, -1)]  # child j: parent idx[j]
+
+        def stack(get):
+            return torch.cat([get(parents[p]) for p in idx])
+
+        splits = [stack(lambda par, i=i: par[2][i]).clone() for i in range(n_layers)]
+        for r, (_, (layer, j)) in enumerate(rows):
+            splits[layer][2 * r, j] = 1
+            splits[layer][2 * r + 1, j] = -1
+        parent_b = [
+            (stack(lambda par, i=i: par[3][i][0]), stack(lambda par, i=i: par[3][i][1]))
+            for i in range(n_layers)
+        ]
+        hidden = eng.clamp_splits(parent_b, splits)
+        root = self._root_alphas
+        alphas = betas = None
+        if root is not None:
+            alphas = [
+                stack(lambda par, i=i: root[i] if par[5] is None else par[5][i])
+                for i in range(n_layers)
+            ]
+            betas = [
+                stack(
+                    lambda par, i=i: (
+                        torch.zeros_like(root[i])
+                        if par[6] is None or par[6][i] is None
+                        else par[6][i]
+                    )
+                )
+                for i in range(n_layers)
+            ]
+        n = len(idx)
+        lb = eng.margins_fixed(
+            eng.lo.expand(n, -1), eng.hi.expand(n, -1), hidden, splits, alphas, betas
+        )
+        pair = lb.min(dim=1).values.view(-1, 2)
+        score = (pair.min(dim=1).values + 1e-3 * pair.max(dim=1).values).tolist()
+        best: dict = {}
+        for r, (p, c) in enumerate(rows):
+            if p not in best or score[r] > best[p][0]:
+                best[p] = (score[r], c)
+        return [best[p][1] if p in best else out[p] for p in range(len(parents))]
+
     @staticmethod
-    def _scores(bounds_, splits, coeffs):
-        """(layer, index) of the unstable, unsplit neuron to branch on, or None."""
-        best, where = -1.0, None
+    def _scores(bounds_, splits, coeffs, k=1):
+        """Up to k (layer, index) of unstable, unsplit neurons to branch on, best
+        BaBSR-like score first; empty when every ReLU is fixed."""
+        cands = []
         for i, ((lo, up), s, a) in enumerate(zip(bounds_, splits, coeffs, strict=True)):
             lo, up, s = lo[0], up[0], s[0]
             unstable = (lo < 0) & (up > 0) & (s == 0)
-            if not bool(unstable.any()):
+            n_unstable = int(unstable.sum())
+            if not n_unstable:
                 continue
             denom = (up - lo).clamp(min=1e-30)
             gap = (-lo * up / denom) * unstable
             score = a.abs() * gap + 1e-6 * gap  # break ties on the relaxation gap
-            j = int(score.argmax())
-            if float(score[j]) > best:
-                best, where = float(score[j]), (i, j)
-        return where
+            top = score.topk(min(k, n_unstable))
+            cands += [(float(v), (i, int(j))) for v, j in zip(top.values, top.indices, strict=True)]
+        cands.sort(key=lambda t: -t[0])
+        return [c for _, c in cands[:k]]
 
     @staticmethod
     def _leaf(margin, problem, bounds_, splits):
