@@ -97,7 +97,7 @@ class Verifier:
         attack_steps: int = 50,
         attack_budget_s: float = 5.0,
         alpha: bool = True,
-        batch_size: int = 64,
+        batch_size: int = 128,
         seed: int = 0,
         input_split_max_dim: int = 6,
         opt_iters: int = 20,
@@ -107,6 +107,7 @@ class Verifier:
         inherit_bounds: bool | None = None,
         warm_start: bool = True,
         fsb_k: int = 3,
+        bab_iters: int = 10,
     ):
         self.attack = bool(attack)
         self.attack_restarts = int(attack_restarts)
@@ -132,6 +133,9 @@ class Verifier:
         # multipliers, no optimisation) in one batched pass and the candidate whose worse
         # child bound is highest wins (filtered smart branching); fsb_k <= 1: BaBSR only
         self.fsb_k = max(1, int(fsb_k))
+        # alpha/beta steps per ReLU-split batch (the root gets opt_iters): children start
+        # from their parent's parameters, so fewer steps suffice
+        self.bab_iters = int(bab_iters)
 
     def tool_version(self) -> str:
         try:
@@ -340,7 +344,7 @@ class Verifier:
                 hi_b,
                 splits,
                 parent,
-                iters=self.opt_iters if self.alpha else 0,
+                iters=self.bab_iters if self.alpha else 0,
                 deadline=deadline,
                 inherit=inherit,
                 alpha_init=alpha_init,
