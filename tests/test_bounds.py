@@ -162,3 +162,64 @@ def test_crown_agrees_with_auto_lirpa_on_random_networks():
             assert np.all(smin >= ours[0])
     finally:
         torch.set_default_dtype(old)
+
+
+def test_kept_parameters_reproduce_the_best_bound_and_warm_start_is_sound():
+    """After an alpha-beta optimisation, ``last_alphas``/``last_betas`` are valid (alpha in
+    [0, 1], beta >= 0) and one fixed pass with them (``margins_fixed``) gives back the best
+    bound per row; a grandchild warm-started from them still bounds its own points."""
+    import torch
+
+    rng = np.random.default_rng(11)
+    for _ in range(4):
+        net = random_net(rng, [4, 10, 10, 3])
+        lo, hi = np.zeros(4), np.ones(4)
+        eng = bounds.Batched(net, lo, hi)
+        hidden = eng.crown(eng.lo[None], eng.hi[None])[:-1]
+        unstable = [
+            (i, j)
+            for i, (l_i, u_i) in enumerate(hidden)
+            for j in range(l_i.shape[1])
+            if l_i[0, j] < 0 < u_i[0, j]
+        ]
+        (layer, idx), (layer2, idx2) = unstable[0], unstable[-1]
+        splits = [torch.zeros((2, 10), dtype=torch.int8) for _ in range(2)]
+        splits[layer][0, idx], splits[layer][1, idx] = 1, -1
+        parent = [(lw.expand(2, -1), up.expand(2, -1)) for lw, up in hidden]
+        lo_b, hi_b = eng.lo.expand(2, -1), eng.hi.expand(2, -1)
+        used = eng.crown(lo_b, hi_b, splits, parent)[:-1]
+        w, b = eng.layers[-1]
+        lb, _, _ = eng.optimize(
+            used, w.expand(2, *w.shape), b.expand(2, 3), iters=30, splits=splits, stop_at=9e9
+        )
+        alphas, betas = eng.last_alphas, eng.last_betas
+        assert all(float(a.min()) >= 0 and float(a.max()) <= 1 for a in alphas)
+        assert all(b is None or float(b.min()) >= 0 for b in betas)
+        again = eng.margins_fixed(lo_b, hi_b, used, splits, alphas, betas)
+        assert torch.allclose(again, lb, atol=1e-9)
+        # grandchildren of child 0, warm-started from its parameters
+        sub = [s[:1].repeat(2, 1) for s in splits]
+        sub[layer2][0, idx2], sub[layer2][1, idx2] = 1, -1
+        lb2, _, _, _, bad = eng.margins_lower(
+            lo_b,
+            hi_b,
+            sub,
+            [(lw[:1].expand(2, -1), up[:1].expand(2, -1)) for lw, up in used],
+            iters=10,
+            alpha_init=[a[:1] for a in alphas],
+            beta_init=[None if b is None else b[:1] for b in betas],
+        )
+        pts = rng.uniform(0, 1, (40000, 4))
+        h, pre = pts, []
+        for w, b in net.layers[:-1]:
+            pre.append(h @ w.T + b)
+            h = np.maximum(pre[-1], 0)
+        out = net.forward(pts)
+        side = pre[layer][:, idx] >= 0
+        for child, mask in (
+            (0, side & (pre[layer2][:, idx2] >= 0)),
+            (1, side & (pre[layer2][:, idx2] <= 0)),
+        ):
+            if bad[child] or not mask.any():
+                continue
+            assert np.all(out[mask].min(axis=0) >= lb2[child].numpy() - 1e-9)

@@ -264,7 +264,7 @@ class Batched:
         self.lo = torch.as_tensor(np.asarray(lower, np.float64))
         self.hi = torch.as_tensor(np.asarray(upper, np.float64))
         self.n_relu = len(self.layers) - 1
-        self.last_alphas = None
+        self.last_alphas = self.last_betas = None
 
     def crown(self, lo, hi, splits=None, parent=None):
         """CROWN bounds of every layer for boxes (B, n0), split neurons clamped and
@@ -307,6 +307,7 @@ class Batched:
         deadline=None,
         stop_at=PROVE_TOL,
         alpha_init=None,
+        beta_init=None,
     ):
         """alpha(-beta)-CROWN lower bounds of ``A @ h_k + c`` (A (B, m, n_k), c (B, m)) given
         the bounds of hidden layers 0..k-1. Rows whose bound is above ``stop_at`` stop
@@ -315,7 +316,10 @@ class Batched:
         beta >= 0), so the best per row is kept. Returns (lb (B, m), x coefficients of the
         best bound (B, m, n0), h coefficients of the last pass). ``alpha_init`` (per hidden
         layer, broadcastable to (B, m, n_i)) warm-starts the slopes, e.g. with the root's
-        optimised ones (kept in ``self.last_alphas`` after each call)."""
+        optimised ones; ``beta_init`` (per hidden layer, (B, m, n_i) or None) the split
+        multipliers, e.g. with the parent domain's. After each call ``self.last_alphas``
+        and ``self.last_betas`` hold, per row, the parameters of the best bound found
+        (any alpha in [0, 1] and beta >= 0 is valid, so they are a sound warm start)."""
         torch = self.torch
         lo = self.lo if lo is None else lo
         hi = self.hi if hi is None else hi
@@ -324,6 +328,7 @@ class Batched:
         with torch.no_grad():
             lb, Ax, kept = backward(self.layers, relax, k, A, c, lo, hi)
         best, best_A = lb.clone(), Ax.clone()
+        self.last_alphas = self.last_betas = None
         if iters <= 0 or k == 0 or bool((lb > stop_at).all()):
             return best, best_A, kept
         m = A.shape[-2]
@@ -339,13 +344,22 @@ class Batched:
         params, lrs = list(alphas), [lr_alpha] * len(alphas)
         if any(has_split):
             betas = [
-                torch.zeros_like(alphas[i]).requires_grad_() if has else None
+                (
+                    (
+                        torch.zeros_like(alphas[i])
+                        if beta_init is None or beta_init[i] is None
+                        else beta_init[i].expand_as(alphas[i]).clone()
+                    ).requires_grad_()
+                    if has
+                    else None
+                )
                 for i, has in enumerate(has_split)
             ]
             params += [b for b in betas if b is not None]
             lrs += [lr_beta] * (len(params) - len(alphas))
             splits = [s.to(torch.float64) for s in splits]
         # Adam by hand: torch.optim's first use costs seconds of imports per job
+        keep = [q.detach().clone() for q in params]  # per row, the best bound's parameters
         m1 = [torch.zeros_like(q) for q in params]
         m2 = [torch.zeros_like(q) for q in params]
         last, stall = -float("inf"), 0
@@ -357,6 +371,8 @@ class Batched:
                 better = lb > best
                 best = torch.where(better, lb, best)
                 best_A = torch.where(better.unsqueeze(-1), Ax, best_A)
+                for q, kq in zip(params, keep, strict=True):
+                    kq.copy_(torch.where(better.unsqueeze(-1), q, kq))
             kept = [a.detach() for a in kept_it]
             open_ = best <= stop_at
             if not bool(open_.any()):
@@ -382,7 +398,10 @@ class Batched:
                 for b in betas or ():
                     if b is not None:
                         b.clamp_(min=0.0)
-        self.last_alphas = [a.detach() for a in alphas]
+        self.last_alphas = keep[: len(alphas)]
+        if betas is not None:
+            it = iter(keep[len(alphas) :])
+            self.last_betas = [next(it) if b is not None else None for b in betas]
         return best.detach(), best_A.detach(), kept
 
     def optimized_hidden(self, lo, hi, iters=20, deadline=None):
@@ -430,6 +449,30 @@ class Batched:
             )
         return out
 
+    def margins_fixed(self, lo, hi, hidden, splits, alphas=None, betas=None):
+        """Lower bounds (B, m) of the output layer for domains with the given hidden
+        bounds, slopes and split multipliers, not optimised: one batched backward pass
+        (e.g. to score branching candidates by their children's bounds)."""
+        torch = self.torch
+        w, b = self.layers[-1]
+        B = lo.shape[0]
+        relax = [relu_relaxation(l_i, torch.maximum(u_i, l_i)) for l_i, u_i in hidden]
+        sp = [s.to(torch.float64) for s in splits] if betas is not None else None
+        with torch.no_grad():
+            lb, _, _ = backward(
+                self.layers,
+                relax,
+                len(hidden),
+                w.expand(B, *w.shape),
+                b.expand(B, *b.shape),
+                lo,
+                hi,
+                alphas,
+                betas,
+                sp,
+            )
+        return lb
+
     def margins_lower(
         self,
         lo,
@@ -440,6 +483,7 @@ class Batched:
         deadline=None,
         inherit=False,
         alpha_init=None,
+        beta_init=None,
     ):
         """Lower bounds (B, m) of the output layer for a batch of domains, with the hidden
         bounds used and the x coefficients: (lb, Ax, kept, hidden, infeasible). The hidden
@@ -466,6 +510,7 @@ class Batched:
             splits=splits,
             deadline=deadline,
             alpha_init=alpha_init,
+            beta_init=beta_init,
         )
         bad = self.infeasible(hidden) if hidden else torch.zeros(B, dtype=torch.bool)
         return lb, Ax, kept, hidden, bad

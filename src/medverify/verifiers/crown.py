@@ -97,7 +97,7 @@ class Verifier:
         attack_steps: int = 50,
         attack_budget_s: float = 5.0,
         alpha: bool = True,
-        batch_size: int = 64,
+        batch_size: int = 128,
         seed: int = 0,
         input_split_max_dim: int = 6,
         opt_iters: int = 20,
@@ -105,6 +105,9 @@ class Verifier:
         fast_path: bool = True,
         threads: int = 1,
         inherit_bounds: bool | None = None,
+        warm_start: bool = True,
+        fsb_k: int = 3,
+        bab_iters: int = 10,
     ):
         self.attack = bool(attack)
         self.attack_restarts = int(attack_restarts)
@@ -122,6 +125,17 @@ class Verifier:
         # recomputing them by CROWN, whose cost grows with width x input size per domain;
         # None: recompute on small nets (input size x ReLUs <= INHERIT_ABOVE), inherit above
         self.inherit_bounds = inherit_bounds
+        # ReLU split: a child starts its alpha/beta optimisation from its parent's best
+        # slopes and split multipliers (else from the root's slopes and beta = 0)
+        self.warm_start = bool(warm_start)
+        # ReLU split branching: the fsb_k neurons with the best BaBSR-like scores are
+        # candidates; each one's two children are bounded (parent's slopes and split
+        # multipliers, no optimisation) in one batched pass and the candidate whose worse
+        # child bound is highest wins (filtered smart branching); fsb_k <= 1: BaBSR only
+        self.fsb_k = max(1, int(fsb_k))
+        # alpha/beta steps per ReLU-split batch (the root gets opt_iters): children start
+        # from their parent's parameters, so fewer steps suffice
+        self.bab_iters = int(bab_iters)
 
     def tool_version(self) -> str:
         try:
@@ -302,7 +316,7 @@ class Verifier:
         inherit = self.inherit_bounds
         if inherit is None:
             inherit = margin.input_dim * margin.relu_count > INHERIT_ABOVE
-        pending = [(root_splits, root)]
+        pending = [(root_splits, root, None, None)]
         proven_min = np.inf
         undecided = 0
         visited = 0
@@ -323,17 +337,20 @@ class Verifier:
                     for i in range(len(sizes))
                 ]
             visited += B
+            alpha_init, beta_init = self._warm(pending, sizes)
             lo_b, hi_b = eng.lo.expand(B, -1), eng.hi.expand(B, -1)
             lb, Ax, kept, hidden, infeasible = eng.margins_lower(
                 lo_b,
                 hi_b,
                 splits,
                 parent,
-                iters=self.opt_iters if self.alpha else 0,
+                iters=self.bab_iters if self.alpha else 0,
                 deadline=deadline,
                 inherit=inherit,
-                alpha_init=self._root_alphas,
+                alpha_init=alpha_init,
+                beta_init=beta_init,
             )
+            new_alphas, new_betas = eng.last_alphas, eng.last_betas
             lb_min, worst = lb.min(dim=1)
             # candidate points: minimisers of the worst margin's linear bound
             a = Ax[torch.arange(B), worst]
@@ -371,8 +388,10 @@ class Verifier:
                     continue
                 dom_splits = [s[d : d + 1] for s in splits]
                 dom_bounds = [(lo[d : d + 1], up[d : d + 1]) for lo, up in hidden]
-                score = self._scores(dom_bounds, dom_splits, [k[d, worst[d]] for k in kept])
-                if score is None:
+                score = self._scores(
+                    dom_bounds, dom_splits, [k[d, worst[d]] for k in kept], self.fsb_k
+                )
+                if not score:
                     status, val = self._leaf(margin, problem, dom_bounds, dom_splits)
                     if status == "candidate":
                         stats.update(domains=visited)
@@ -382,17 +401,24 @@ class Verifier:
                     elif status != "infeasible":
                         undecided += 1
                     continue
+                dom_a = dom_b = None
+                if self.warm_start and new_alphas is not None:
+                    dom_a = [a[d : d + 1] for a in new_alphas]
+                    if new_betas is not None:
+                        dom_b = [None if b is None else b[d : d + 1] for b in new_betas]
                 heapq.heappush(
-                    heap, (float(lb_min[d]), next(counter), dom_splits, dom_bounds, score)
+                    heap,
+                    (float(lb_min[d]), next(counter), dom_splits, dom_bounds, score, dom_a, dom_b),
                 )
             # expand the worst domains
             n_par = max(1, self.batch_size // 2)
-            while heap and len(pending) < 2 * n_par:
-                _, _, dom_splits, dom_bounds, (layer, idx) = heapq.heappop(heap)
+            parents = [heapq.heappop(heap) for _ in range(min(n_par, len(heap)))]
+            for par, (layer, idx) in zip(parents, self._choose(eng, parents), strict=True):
+                _, _, dom_splits, dom_bounds, _, dom_a, dom_b = par
                 for sign in (1, -1):
                     s_new = [s.clone() for s in dom_splits]
                     s_new[layer][0, idx] = sign
-                    pending.append((s_new, dom_bounds))
+                    pending.append((s_new, dom_bounds, dom_a, dom_b))
         stats.update(domains=visited, open_domains=len(heap) + len(pending))
         if heap or pending:
             return Result(
@@ -407,22 +433,101 @@ class Verifier:
             "robust", margin_lower_bound=proven_min, message="proved by ReLU split", stats=stats
         )
 
+    def _warm(self, pending, sizes):
+        """Per-layer alpha and beta starting points (B, m, n_i) for a batch of domains:
+        each domain's parent's best parameters, or the root's slopes and beta = 0."""
+        import torch
+
+        root = self._root_alphas
+        if not self.warm_start or all(p[2] is None for p in pending):
+            return root, None
+        if root is None:
+            return None, None
+        alphas = [
+            torch.cat([root[i] if p[2] is None else p[2][i] for p in pending])
+            for i in range(len(sizes))
+        ]
+        betas = []
+        for i in range(len(sizes)):
+            rows = [None if p[3] is None else p[3][i] for p in pending]
+            if all(r is None for r in rows):
+                betas.append(None)
+                continue
+            zero = torch.zeros_like(root[i])
+            betas.append(torch.cat([zero if r is None else r for r in rows]))
+        return alphas, betas
+
+    def _choose(self, eng, parents):
+        """The (layer, index) to split for each heap entry: its best-scored candidate,
+        or with ``fsb_k > 1`` the candidate whose children's worse bound is highest."""
+        import torch
+
+        out = [par[4][0] for par in parents]
+        rows = [(p, c) for p, par in enumerate(parents) if len(par[4]) > 1 for c in par[4]]
+        if self.fsb_k <= 1 or not rows:
+            return out
+        n_layers = len(parents[0][2])
+        idx = [p for p, _ in rows for _ in (1, -1)]  # child j: parent idx[j]
+
+        def stack(get):
+            return torch.cat([get(parents[p]) for p in idx])
+
+        splits = [stack(lambda par, i=i: par[2][i]).clone() for i in range(n_layers)]
+        for r, (_, (layer, j)) in enumerate(rows):
+            splits[layer][2 * r, j] = 1
+            splits[layer][2 * r + 1, j] = -1
+        parent_b = [
+            (stack(lambda par, i=i: par[3][i][0]), stack(lambda par, i=i: par[3][i][1]))
+            for i in range(n_layers)
+        ]
+        hidden = eng.clamp_splits(parent_b, splits)
+        root = self._root_alphas
+        alphas = betas = None
+        if root is not None:
+            alphas = [
+                stack(lambda par, i=i: root[i] if par[5] is None else par[5][i])
+                for i in range(n_layers)
+            ]
+            betas = [
+                stack(
+                    lambda par, i=i: (
+                        torch.zeros_like(root[i])
+                        if par[6] is None or par[6][i] is None
+                        else par[6][i]
+                    )
+                )
+                for i in range(n_layers)
+            ]
+        n = len(idx)
+        lb = eng.margins_fixed(
+            eng.lo.expand(n, -1), eng.hi.expand(n, -1), hidden, splits, alphas, betas
+        )
+        pair = lb.min(dim=1).values.view(-1, 2)
+        score = (pair.min(dim=1).values + 1e-3 * pair.max(dim=1).values).tolist()
+        best: dict = {}
+        for r, (p, c) in enumerate(rows):
+            if p not in best or score[r] > best[p][0]:
+                best[p] = (score[r], c)
+        return [best[p][1] if p in best else out[p] for p in range(len(parents))]
+
     @staticmethod
-    def _scores(bounds_, splits, coeffs):
-        """(layer, index) of the unstable, unsplit neuron to branch on, or None."""
-        best, where = -1.0, None
+    def _scores(bounds_, splits, coeffs, k=1):
+        """Up to k (layer, index) of unstable, unsplit neurons to branch on, best
+        BaBSR-like score first; empty when every ReLU is fixed."""
+        cands = []
         for i, ((lo, up), s, a) in enumerate(zip(bounds_, splits, coeffs, strict=True)):
             lo, up, s = lo[0], up[0], s[0]
             unstable = (lo < 0) & (up > 0) & (s == 0)
-            if not bool(unstable.any()):
+            n_unstable = int(unstable.sum())
+            if not n_unstable:
                 continue
             denom = (up - lo).clamp(min=1e-30)
             gap = (-lo * up / denom) * unstable
             score = a.abs() * gap + 1e-6 * gap  # break ties on the relaxation gap
-            j = int(score.argmax())
-            if float(score[j]) > best:
-                best, where = float(score[j]), (i, j)
-        return where
+            top = score.topk(min(k, n_unstable))
+            cands += [(float(v), (i, int(j))) for v, j in zip(top.values, top.indices, strict=True)]
+        cands.sort(key=lambda t: -t[0])
+        return [c for _, c in cands[:k]]
 
     @staticmethod
     def _leaf(margin, problem, bounds_, splits):
