@@ -292,21 +292,10 @@ class _Encoding:
                 cmd = pulp.PULP_CBC_CMD(
                     msg=False, timeLimit=max(0.1, limit), threads=threads, gapAbs=GAP_ABS
                 )
-        t0 = time.perf_counter()
-        try:
-            self.prob.solve(cmd)
-        except pulp.PulpSolverError as exc:
-            return _Outcome(message=f"solver error: {exc}")
-        elapsed = time.perf_counter() - t0
-        sol = self.prob.sol_status
-        params = None
-        objective = math.nan
-        if sol in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
-            vals = [v.varValue for v in self.x]
-            if all(v is not None for v in vals):
-                params = np.array(vals, dtype=np.float64)
-            objective = pulp.value(self.prob.objective)
-            objective = math.nan if objective is None else float(objective)
+        ran = self.run(cmd)
+        if isinstance(ran, _Outcome):
+            return ran
+        params, objective, sol, elapsed = ran
         if solver == "highs":
             return self._highs_outcome(params, objective, limit, elapsed)
         # CBC: only sol_status Optimal is a proof (a time-limited run reads "Stopped")
@@ -318,6 +307,28 @@ class _Encoding:
             time_limited=elapsed >= 0.9 * limit or sol == pulp.LpSolutionIntegerFeasible,
             message=f"CBC status {pulp.LpStatus[self.prob.status]} / {pulp.LpSolution[sol]}",
         )
+
+    def run(self, cmd):
+        """Solve with the PuLP command ``cmd``: (params, objective, sol_status, seconds),
+        params and objective only for an optimal or feasible solution; an _Outcome with
+        the message when the solver itself fails."""
+        import pulp
+
+        t0 = time.perf_counter()
+        try:
+            self.prob.solve(cmd)
+        except pulp.PulpSolverError as exc:
+            return _Outcome(message=f"solver error: {exc}")
+        elapsed = time.perf_counter() - t0
+        sol = self.prob.sol_status
+        params, objective = None, math.nan
+        if sol in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+            vals = [v.varValue for v in self.x]
+            if all(v is not None for v in vals):
+                params = np.array(vals, dtype=np.float64)
+            value = pulp.value(self.prob.objective)
+            objective = math.nan if value is None else float(value)
+        return params, objective, sol, elapsed
 
     def _highs_outcome(self, params, objective, limit, elapsed) -> _Outcome:
         import highspy
@@ -468,20 +479,10 @@ def _solve_min(model: _Encoding, solver: str, time_limit: float, threads: int) -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(0.1, limit), threads=threads)
-    t0 = time.perf_counter()
-    try:
-        model.prob.solve(cmd)
-    except pulp.PulpSolverError as exc:
-        return _Outcome(message=f"solver error: {exc}")
-    elapsed = time.perf_counter() - t0
-    sol = model.prob.sol_status
-    params, objective = None, math.nan
-    if sol in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
-        vals = [v.varValue for v in model.x]
-        if all(v is not None for v in vals):
-            params = np.array(vals, dtype=np.float64)
-        value = pulp.value(model.prob.objective)
-        objective = math.nan if value is None else float(value)
+    ran = model.run(cmd)
+    if isinstance(ran, _Outcome):
+        return ran
+    params, objective, sol, elapsed = ran
     if solver == "highs":
         return model._highs_outcome(params, objective, limit, elapsed)
     if sol == pulp.LpSolutionOptimal and math.isfinite(objective):
