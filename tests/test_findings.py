@@ -176,7 +176,18 @@ def test_make_report_uses_the_overrides_of_make_run(tmp_path):
 
     def config_of(target):
         out = subprocess.run(
-            ["make", "-n", "-o", ".venv/.installed", target, f"DATA_DIR={tmp_path}", "OFFLINE=1"],
+            # --no-print-directory: under `make test` the nested make would add
+            # "Entering/Leaving directory" lines to what we compare
+            [
+                "make",
+                "-n",
+                "--no-print-directory",
+                "-o",
+                ".venv/.installed",
+                target,
+                f"DATA_DIR={tmp_path}",
+                "OFFLINE=1",
+            ],  # fmt: skip
             cwd=root,
             capture_output=True,
             text=True,
