@@ -190,17 +190,15 @@ class _Searcher:
 
 def _warm(verifier: str) -> None:
     """Import a backend's heavy modules once in this process, so every forked probe
-    inherits them instead of importing them again (crown: torch and auto_LiRPA). Imports
-    only: no torch operation runs here before a fork."""
+    inherits them instead of importing them again (crown: torch, for its branch and
+    bound). Imports only: no torch operation runs here before a fork."""
     from .verifiers import backend_class
 
     backend_class(verifier)
     if verifier == "crown":
         try:
-            from ._lirpa_compat import import_auto_lirpa
-
-            import_auto_lirpa()
-        except Exception:  # noqa: BLE001 - the probe itself reports a broken install
+            import torch  # noqa: F401
+        except ImportError:  # pragma: no cover - the probe itself reports it
             pass
 
 
