@@ -12,6 +12,7 @@ configfile: "config.yaml"
 
 
 # One-line errors naming the bad value (names from the package), then defaults.
+medverify_config.retype_overrides(config, workflow.config_settings.config)
 try:
     medverify_config.check_file(
         config,

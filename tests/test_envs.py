@@ -68,10 +68,13 @@ def rule_blocks() -> dict[str, dict[str, str]]:
 
 
 def verifier_envs() -> dict[str, str]:
+    """backend -> env stem (from the package), and the base env of the other rules."""
+    from medverify.verifiers import BACKENDS, conda_env
+
     text = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    pairs = re.findall(r'"(\w+)":\s*"\.\./\.\./envs/(\w+)\.yaml"', text)
     base = re.search(r'BASE_ENV = "\.\./\.\./envs/(\w+)\.yaml"', text)[1]
-    return dict(pairs), base
+    assert "conda_env(wildcards.verifier)" in text  # the verify rule's env comes from there
+    return {name: conda_env(name) for name in BACKENDS}, base
 
 
 def module_path(name: str) -> Path | None:

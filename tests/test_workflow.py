@@ -80,6 +80,20 @@ def test_dry_run_leaves_out_linf_for_exact(tmp_path):
     assert "/linf/4/exact/" not in proc.stdout and "/brightness/4/exact/" in proc.stdout
 
 
+def test_nested_config_overrides_keep_their_types(tmp_path):
+    """Snakemake reads nested --config values as strings ('false', '4'); they are typed."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["families"]["linf"] = [4]  # Snakemake merges mappings: brightness stays
+    overrides = ["search={enabled: false}", "families={linf: [4]}", "verifiers=[crown]"]
+    proc = snakemake("-n", "--config", *overrides, workdir=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    cfg["verifiers"] = ["crown"]
+    counts = job_counts(proc.stdout)
+    assert counts["verify"] == expected_verify_jobs(cfg) == 240
+    assert "search" not in counts and "/linf/4/crown/" in proc.stdout
+    assert "/linf/16/" not in proc.stdout and "/brightness/16/crown/" in proc.stdout
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

@@ -113,6 +113,35 @@ def source(configfiles, overrides) -> str:
     return " + ".join(dict.fromkeys(names)) or "config"
 
 
+def _retyped(value):
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if parsed is None or isinstance(parsed, bool | int | float) else value
+    if isinstance(value, Mapping):
+        return {key: _retyped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_retyped(item) for item in value]
+    return value
+
+
+def retype_overrides(config: dict, overrides: Mapping) -> None:
+    """Give ``--config`` values inside lists and mappings their YAML types, in place.
+
+    Snakemake types a top-level ``--config key=value`` (int, float, True/False) but reads
+    a nested one with YAML's base loader, where every scalar is a string: ``search={enabled:
+    false}`` arrives as ``{'enabled': 'false'}`` and ``families={linf: [1, 2]}`` as
+    ``['1', '2']``. Scalars that YAML reads as a bool, number or null get that type back
+    (``auto`` or a path stays a string)."""
+    for key, value in overrides.items():
+        if isinstance(value, Mapping | list) and key in config:
+            config[key] = _retyped(config[key])
+
+
 def check_file(config: Mapping, schema_path: str, source: str = "config") -> None:
     """:func:`check` with the schema read from a YAML file (the Snakefile's entry point)."""
     import yaml

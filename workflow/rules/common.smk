@@ -5,20 +5,9 @@ from medverify.perturbations import FAMILIES as PERTURBATION_FAMILIES
 from medverify.pipeline import ADVERSARIAL_SUFFIX, split_model_name
 from medverify.resources import verify_job
 from medverify.strategies import STRATEGIES
-from medverify.verifiers import BACKENDS
+from medverify.verifiers import BACKENDS, conda_env
 
-# conda env per verifier family (--use-conda): marabou -> maraboupy; crown -> auto_LiRPA
-# (installed --no-deps by envs/lirpa.post-deploy.sh); milp (PuLP + HiGHS) and exact
-# (numpy only) share envs/milp.yaml. Every env installs medverify from this checkout.
-VERIFIER_ENVS = {
-    "marabou": "../../envs/marabou.yaml",
-    "crown": "../../envs/lirpa.yaml",
-    "milp": "../../envs/milp.yaml",
-    "exact": "../../envs/milp.yaml",
-    # abcrown runs the user's alpha-beta-CROWN checkout (its own env, verifier option
-    # `python`); the job itself needs only the base env. Not installed: skipped jobs.
-    "abcrown": "../../envs/base.yaml",
-}
+# conda env of the rules outside verify/search (a backend names its own: Verifier.conda_env).
 BASE_ENV = "../../envs/base.yaml"
 
 
@@ -124,7 +113,7 @@ def verifier_options(wildcards):
 
 
 def verifier_env(wildcards):
-    return VERIFIER_ENVS[wildcards.verifier]
+    return f"../../envs/{conda_env(wildcards.verifier)}.yaml"
 
 
 def verify_resources(wildcards):

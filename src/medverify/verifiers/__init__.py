@@ -6,6 +6,7 @@ Each backend module ``medverify.verifiers.<name>`` defines ``Verifier`` with::
     def __init__(self, **options): ...          # backend settings (never reads config)
     def verify(self, problem: Problem, timeout_s: float) -> Result: ...
     def tool_version(self) -> str: ...
+    conda_env: str                              # its jobs' env, envs/<conda_env>.yaml
 
 It maps its solver's answers to our vocabulary exactly once, imports its solver lazily
 (inside ``verify``), and never imports another backend.
@@ -20,7 +21,7 @@ from .base import Problem, Result
 
 BACKENDS = ("marabou", "crown", "milp", "exact", "abcrown")
 
-__all__ = ["BACKENDS", "Problem", "Result", "backend_class", "get"]
+__all__ = ["BACKENDS", "Problem", "Result", "backend_class", "conda_env", "get"]
 
 
 def backend_class(name: str):
@@ -33,3 +34,8 @@ def backend_class(name: str):
 def get(name: str, **options):
     """A backend instance by name (lazy import)."""
     return backend_class(name)(**options)
+
+
+def conda_env(name: str) -> str:
+    """The conda env of a backend's jobs (``envs/<name>.yaml``, rule ``verify --use-conda``)."""
+    return backend_class(name).conda_env

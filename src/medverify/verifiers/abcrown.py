@@ -131,6 +131,8 @@ def parse_counterexample(text: str, n_inputs: int) -> np.ndarray:
 
 class Verifier:
     name = "abcrown"
+    #: conda env of its jobs (envs/<conda_env>.yaml): runs the user's own alpha-beta-CROWN checkout; the job needs only the base env
+    conda_env = "base"
 
     def __init__(
         self,

@@ -235,6 +235,8 @@ def nominal_parameter(problem: Problem) -> float:
 
 class Verifier:
     name = "exact"
+    #: conda env of its jobs (envs/<conda_env>.yaml): numpy only; shares the milp env
+    conda_env = "milp"
 
     def __init__(self, max_pieces: int = MAX_PIECES, margin_s: float = 0.05):
         self.max_pieces = int(max_pieces)

@@ -77,6 +77,8 @@ def _captured_output(sink: list):
 
 class Verifier:
     name = "marabou"
+    #: conda env of its jobs (envs/<conda_env>.yaml): maraboupy
+    conda_env = "marabou"
 
     def __init__(self, tightening: str = "deeppoly", verbosity: int = 0):
         self.tightening = tightening

@@ -40,6 +40,8 @@ STOP_MARGIN = 1e-3
 
 class Verifier:
     name = "milp"
+    #: conda env of its jobs (envs/<conda_env>.yaml): PuLP + HiGHS
+    conda_env = "milp"
 
     def __init__(
         self,
