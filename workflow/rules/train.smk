@@ -25,7 +25,9 @@ rule train:
         "results/benchmarks/{dataset}/{model}/train.tsv"
     conda:
         BASE_ENV
-    threads: 2
+    # One thread: these nets are too small for torch's intra-op threads to pay (2 threads
+    # spin-wait under load), and two models then train side by side on 2 cores.
+    threads: 1
     resources:
         runtime=120,
         mem_mb=4000,
