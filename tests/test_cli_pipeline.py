@@ -155,3 +155,21 @@ def test_cli_bad_value_is_one_line(tmp_path, capsys, medmnist_dir, trained_mlp):
     err = capsys.readouterr().err
     assert rc == 2 and "--image-index 100000 out of range" in err
     assert err.count("\n") == 1
+
+
+def test_question_of_a_workflow_job_from_its_wildcards():
+    verify = {"dataset": "pneumoniamnist", "model": "mlp", "family": "brightness", "k": "4"}
+    verify |= {"verifier": "crown", "strategy": "guided", "slot": "7"}
+    q = Question.of_job(verify, "30")
+    assert (q.dataset, q.model, q.family, q.verifier) == (
+        "pneumoniamnist",
+        "mlp",
+        "brightness",
+        "crown",
+    )
+    assert (q.magnitude_k, q.strategy, q.slot, q.timeout_s) == (4.0, "guided", 7, 30.0)
+    assert (q.index, q.true_label) == (-1, -1)  # filled in from the instances file
+    search = {k: v for k, v in verify.items() if k not in ("k", "strategy")}
+    search |= {"split": "train", "method": "bisection"}
+    q = Question.of_job(search, 5)
+    assert (q.magnitude_k, q.strategy, q.slot) == (0.0, "joint", 7)

@@ -153,6 +153,15 @@ def test_end_to_end_pneumoniamnist(tmp_path):
     assert len(pd.read_csv(tables / "records.csv")) == 12
     guided = pd.read_csv(tables / "guided.csv")
     assert len(guided) == 3 and (guided["n"] == 2).all() and (guided["mismatch"] == 0).all()
+    # the search stage: the exact critical beta of one test and one train image
+    searches = sorted((tmp_path / "results").rglob("search/brightness/exact/exact/*/0.json"))
+    assert [path.parent.name for path in searches] == ["test", "train"]
+    for path in searches:
+        rec = results.read_search(path)
+        assert (rec.method, rec.split, rec.slot) == ("exact", path.parent.name, 0)
+        assert not rec.censored and rec.eps_robust is not None
+        assert rec.eps_counterexample is None or rec.eps_robust <= rec.eps_counterexample
+    assert len(pd.read_csv(tables / "critical_eps.csv")) == 2
     figures = tmp_path / "results" / "figures"
     for name in ("outcomes.png", "confusion.png", "examples_pneumoniamnist.png", "guided.png"):
         assert (figures / name).stat().st_size > 0

@@ -43,6 +43,25 @@ class Question:
     def replace(self, **changes) -> Question:
         return replace(self, **changes)
 
+    @classmethod
+    def of_job(cls, wildcards, timeout_s: float) -> Question:
+        """The question of a workflow job (rules verify and search) from its wildcards:
+        dataset, model, family, verifier and slot, plus k and strategy where the rule has
+        them (a search has no k: 0). Index and true label are -1 until the job reads its
+        instances file."""
+        return cls(
+            dataset=wildcards["dataset"],
+            model=wildcards["model"],
+            index=-1,
+            true_label=-1,
+            family=wildcards["family"],
+            magnitude_k=float(wildcards.get("k", 0)),
+            verifier=wildcards["verifier"],
+            strategy=wildcards.get("strategy", "joint"),
+            timeout_s=float(timeout_s),
+            slot=int(wildcards["slot"]),
+        )
+
 
 #: Record fields that come from the Question (the rest are verdict fields).
 QUESTION_FIELDS = tuple(f.name for f in fields(Question))

@@ -29,7 +29,7 @@ rule search_select:
         runtime=10,
         mem_mb=2000,
     script:
-        "../scripts/search_select.py"
+        "../scripts/select.py"
 
 
 rule search:

@@ -10,17 +10,7 @@ with rule_log(snakemake.log[0], "search"):
     from medverify.results import Question
 
     w = snakemake.wildcards
-    question = Question(
-        dataset=w.dataset,
-        model=w.model,
-        index=-1,  # filled in from the instances file
-        true_label=-1,
-        family=w.family,
-        magnitude_k=0.0,
-        verifier=w.verifier,
-        timeout_s=float(snakemake.params.timeout_s),
-        slot=int(w.slot),
-    )
+    question = Question.of_job(dict(w.items()), snakemake.params.timeout_s)
     record = search.search_slot(
         question,
         snakemake.params.data_dir,

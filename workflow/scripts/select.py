@@ -1,8 +1,9 @@
-"""Rule select: the first n correctly classified test images -> pipeline.select_instances."""
+"""Rules select and search_select: the first n correctly classified images of the test split
+(of the split wildcard, for search_select) -> pipeline.select_instances."""
 
 from medverify.pipeline import rule_log
 
-with rule_log(snakemake.log[0], "select"):
+with rule_log(snakemake.log[0], snakemake.rule):
     from medverify import pipeline
 
     pipeline.select_instances(
@@ -13,4 +14,5 @@ with rule_log(snakemake.log[0], "select"):
         snakemake.output.instances,
         channels=snakemake.params.channels,
         md5=None,  # checked by rule data
+        split=snakemake.wildcards.get("split", "test"),
     )

@@ -9,19 +9,7 @@ with rule_log(snakemake.log[0], "verify"):
     from medverify import pipeline
     from medverify.results import Question
 
-    w = snakemake.wildcards
-    question = Question(
-        dataset=w.dataset,
-        model=w.model,
-        index=-1,  # filled in from the instances file
-        true_label=-1,
-        family=w.family,
-        magnitude_k=int(w.k),
-        verifier=w.verifier,
-        strategy=w.strategy,
-        timeout_s=float(snakemake.params.timeout_s),
-        slot=int(w.slot),
-    )
+    question = Question.of_job(dict(snakemake.wildcards.items()), snakemake.params.timeout_s)
     record = pipeline.verify_slot(
         question,
         snakemake.params.data_dir,
