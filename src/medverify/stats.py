@@ -370,7 +370,7 @@ def beta_eps_pairs(df: pd.DataFrame) -> pd.DataFrame:
     proven = ~violated & np.isfinite(e_hi) & (b_lo >= e_hi - ORDER_TOL)
     m["finished"] = (m["kind_beta"] != "censored") & (m["kind_eps"] != "censored")
     m["order"] = np.where(violated, "violated", np.where(proven, "proven", "consistent"))
-    return m[cols]
+    return m[cols].sort_values(INPUT, kind="stable").reset_index(drop=True)
 
 
 def beta_eps_check(pairs: pd.DataFrame) -> pd.DataFrame:
