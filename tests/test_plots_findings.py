@@ -54,3 +54,22 @@ def test_beta_eps_figure_without_brightness_is_a_note():
     fig = plots.critical_beta_eps(_inputs(only), stats.beta_eps_pairs(only))
     assert "not both searched" in fig.axes[0].texts[0].get_text()
     plt.close(fig)
+
+
+def test_example_images_show_both_ends_of_every_family():
+    """Issue 11 section 4: each family's example row shows its -k and +k images; both are
+    members of the family's set, differ from the image and from each other."""
+    from medverify import perturbations
+
+    image = np.random.default_rng(2).uniform(0.2, 0.8, size=(1, 28, 28))
+    families = {name: [8] for name in perturbations.FAMILIES}
+    fig = plots.example_images(image, families)
+    titles = [a.get_title() for a in fig.axes]
+    for name in perturbations.FAMILIES:
+        assert f"{name} -8" in titles and f"{name} +8" in titles
+        low, high = plots.perturbed_ends(image, name, 8)
+        fam = perturbations.make(name, image, 8)
+        assert fam.contains(low) and fam.contains(high), name
+        assert not np.allclose(low, image) and not np.allclose(high, image), name
+        assert not np.allclose(low, high), name
+    plt.close(fig)
