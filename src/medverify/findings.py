@@ -770,8 +770,8 @@ def to_html(markdown: str, title: str = "Findings") -> str:
 
 def configuration(config: Mapping) -> str:
     lines = ["## Configuration of this run", ""]
-    keys = ("datasets", "models", "families", "verifiers", "instances", "timeout_s")
-    for key in keys + ("epochs", "seed"):
+    keys = ("datasets", "models", "families", "verifiers", "strategies", "instances")
+    for key in keys + ("timeout_s", "epochs", "seed"):
         if key in config:
             lines.append(f"- {key}: `{json.dumps(config[key])}`")
     if "verifier_options" in config:
