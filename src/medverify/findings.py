@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .results import DECIDED
+from .stats import ALPHA
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,22 @@ PAPER = {
     "datasets": ("pneumoniamnist", "dermamnist"),
     "families": ("linf", "brightness"),
     "verifiers": ("marabou", "crown"),
+    # the robustness-distributions paper's claims (quoted, no numbers of ours)
+    "robustness": {
+        "source": 'Bosman et al., "Robustness Distributions in Neural Network '
+        'Verification", JAIR 2025',
+        "lognormal": "critical-ε distributions are well described by a log-normal distribution",
+        "train_test": "the critical-ε distributions of training and test inputs do not "
+        "differ significantly",
+    },
+    # the target-label guidance paper's claim
+    "guided": {
+        "source": 'Wan et al., "Accelerating Robustness Verification of Deep Neural '
+        'Networks Guided by Target Labels"',
+        "claim": "target-label guidance speeds up MIPVerify-style MILP verification by up to 36×",
+        "speedup": 36.0,
+        "verifier": "milp",
+    },
 }
 #: an accuracy within this many percentage points of the paper's counts as reproduced
 ACCURACY_TOLERANCE_PP = 2.0
@@ -44,6 +61,10 @@ STAND_INS = {"retinamnist": "dermamnist"}
 #: (|beta| <= eps) reproduces every pixel to within this fraction of eps (clip-aware)
 UNIFORM_SHIFT_TOLERANCE = 0.1
 UNDECIDED = ("unknown", "timeout", "error")
+#: a distribution claim needs at least this many uncensored (point-valued) inputs per
+#: sample, and point values for at least half of the searches (else it is a truncated
+#: sample, which no log-normal test of the paper's kind addresses)
+MIN_UNCENSORED = 10
 
 SUPPORTED, NOT_SUPPORTED, NOT_COMPARABLE = "supported", "not supported", "not comparable"
 
@@ -299,27 +320,449 @@ def agreement_claims(df: pd.DataFrame) -> list[tuple[str, str, str]]:
     return out
 
 
-# --- optional tables -----------------------------------------------------------------------
+# --- robustness distributions (search tables of medverify.stats) ---------------------------
 
 
-def optional_section(title: str, path: str | None, producer: str) -> str:
-    """A section for a table that exists only when its stage ran."""
-    if not path or not Path(path).exists():
-        return f"## {title}\n\nnot run (no {producer} table in this run).\n"
-    table = pd.read_csv(path)
-    text = f"## {title}\n\nFrom `{path}` ({len(table)} rows).\n\n"
-    groups = [c for c in ("dataset", "model", "family", "strategy", "verifier") if c in table]
-    numeric = [
-        c
-        for c in table.select_dtypes("number").columns
-        if c not in ("index", "slot", "magnitude_k", "true_label")
+def _read(path: str | None) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path and Path(path).exists() else None
+
+
+def _p(x) -> str:
+    return "n/a" if x is None or not np.isfinite(float(x)) else f"{float(x):.3g}"
+
+
+def _paper_claim(family: str, verdict: str, reason: str, result: str) -> tuple[str, str]:
+    """The paper's distribution claims are about L-infinity: another family's row shows
+    our result but is not comparable."""
+    if verdict == NOT_COMPARABLE or family == "linf":
+        return verdict, reason
+    return NOT_COMPARABLE, f"the paper's claim is about L∞, not {family}; ours: {result}"
+
+
+def _too_few(n_point: int, n: int, censored: int, beyond: int) -> str | None:
+    """The reason a sample cannot test a distribution claim, or None."""
+    if n_point < MIN_UNCENSORED:
+        return (
+            f"too few uncensored inputs: {n_point} point values of {n} searches "
+            f"({censored} censored, {beyond} beyond the range; at least {MIN_UNCENSORED} "
+            "needed)"
+        )
+    if n - n_point > n / 2:
+        return (
+            f"truncated sample: only {n_point} of {n} searches have a point value "
+            f"({censored} censored, {beyond} beyond the range)"
+        )
+    return None
+
+
+def lognormal_claims(fit: pd.DataFrame) -> pd.DataFrame:
+    """Per row of the log-normal table (stats.lognormal_fit: one model, family,
+    method/verifier and split): the claim "critical-ε distributions are log-normal" judged
+    by the parametric-bootstrap KS decision (``grid_reject``: accounts for the estimated
+    parameters and the grid), with the plain KS p-value beside it."""
+    rows = []
+    for r in fit.itertuples(index=False):
+        n, n_point = int(r.n), int(r.n_point)
+        reason = _too_few(n_point, n, int(r.n_censored), int(r.n_beyond))
+        grid_p = float(r.grid_pvalue) if pd.notna(r.grid_pvalue) else float("nan")
+        if reason:
+            verdict, result = NOT_COMPARABLE, ""
+        elif not np.isfinite(grid_p):
+            verdict, reason, result = NOT_COMPARABLE, "no test (the point values are equal)", ""
+        else:
+            rejected = grid_p < ALPHA
+            result = (
+                f"log-normal {'rejected' if rejected else 'not rejected'} at α = {ALPHA:g} "
+                f"(bootstrap p = {_p(grid_p)}, plain KS p = {_p(r.ks_pvalue)})"
+            )
+            verdict, reason = (NOT_SUPPORTED if rejected else SUPPORTED), result
+        verdict, reason = _paper_claim(str(r.family), verdict, reason, result)
+        rows.append(
+            {
+                "dataset": r.dataset,
+                "model": r.model,
+                "family": r.family,
+                "source": f"{r.method}/{r.verifier}",
+                "split": r.split,
+                "n": n,
+                "n_point": n_point,
+                "n_censored": int(r.n_censored),
+                "n_beyond": int(r.n_beyond),
+                "mu": r.mu,
+                "sigma": r.sigma,
+                "ks_p_plain": r.ks_pvalue,
+                "p_bootstrap": r.grid_pvalue,
+                "verdict": verdict,
+                "reason": reason,
+            }
+        )
+    cols = ["dataset", "model", "family", "source", "split", "n", "n_point", "n_censored"]
+    cols += ["n_beyond", "mu", "sigma", "ks_p_plain", "p_bootstrap", "verdict", "reason"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def train_test_claims(tt: pd.DataFrame, fit: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per row of the train-vs-test table (stats.train_vs_test): the claim "train and test
+    distributions do not differ significantly", judged by the two-sample KS decision;
+    with the log-normal table, a split whose searches are mostly censored makes the row
+    not comparable (the KS sees a truncated sample)."""
+    counts = {}
+    if fit is not None:
+        for r in fit.itertuples(index=False):
+            key = (r.dataset, r.model, r.family, r.verifier, r.method, r.split)
+            counts[key] = (int(r.n), int(r.n_point), int(r.n_censored), int(r.n_beyond))
+    rows = []
+    for r in tt.itertuples(index=False):
+        reason = None
+        for split in ("test", "train"):
+            n_point = int(getattr(r, f"n_{split}"))
+            n, _, cens, beyond = counts.get(
+                (r.dataset, r.model, r.family, r.verifier, r.method, split),
+                (n_point, n_point, 0, 0),
+            )
+            why = _too_few(n_point, n, cens, beyond)
+            if why:
+                reason = f"{split} split: {why}"
+                break
+        p = float(r.ks_pvalue) if pd.notna(r.ks_pvalue) else float("nan")
+        if reason:
+            verdict, result = NOT_COMPARABLE, ""
+        else:
+            differ = p < ALPHA
+            result = (
+                f"train and test {'differ' if differ else 'do not differ'} at α = {ALPHA:g} "
+                f"(two-sample KS D = {_p(r.ks_statistic)}, p = {_p(p)}; medians "
+                f"{_p(r.median_test)} test, {_p(r.median_train)} train)"
+            )
+            verdict, reason = (NOT_SUPPORTED if differ else SUPPORTED), result
+        verdict, reason = _paper_claim(str(r.family), verdict, reason, result)
+        rows.append(
+            {
+                "dataset": r.dataset,
+                "model": r.model,
+                "family": r.family,
+                "source": f"{r.method}/{r.verifier}",
+                "n_test": int(r.n_test),
+                "n_train": int(r.n_train),
+                "ks_statistic": r.ks_statistic,
+                "ks_p": r.ks_pvalue,
+                "verdict": verdict,
+                "reason": reason,
+            }
+        )
+    cols = ["dataset", "model", "family", "source", "n_test", "n_train", "ks_statistic"]
+    return pd.DataFrame(rows, columns=[*cols, "ks_p", "verdict", "reason"])
+
+
+def beta_eps_claim(pairs: pd.DataFrame) -> tuple[str, str, int]:
+    """(verdict, evidence, violations) of "β_crit ≥ ε_crit on every input where both
+    searches finished" from the per-input pairs (stats.beta_eps_pairs). A violation means
+    a brightness counterexample below a magnitude where L∞ is proven robust."""
+    from .stats import beta_eps_check
+
+    if pairs.empty:
+        return NOT_COMPARABLE, "no input was searched under both brightness and linf", 0
+    check = beta_eps_check(pairs)
+    paired, finished = int(check["paired"].sum()), int(check["finished"].sum())
+    holds, proven = int(check["holds"].sum()), int(check["proven"].sum())
+    violated = int(check["violated"].sum())
+    evidence = (
+        f"{paired} inputs searched under both, {finished} with both searches finished: "
+        f"holds on {holds} of {finished} ({proven} proven by the brackets, "
+        f"{holds - proven} within overlapping brackets), violated on {violated} "
+        f"(checked on all {paired})"
+    )
+    if violated:
+        return NOT_SUPPORTED, evidence, violated
+    if not finished:
+        return NOT_COMPARABLE, evidence + "; no pair finished", 0
+    return SUPPORTED, evidence, 0
+
+
+def _quantiles(summary: pd.DataFrame) -> pd.DataFrame:
+    """The quartile table with beyond-range quartiles written as '> max_eps'."""
+    out = summary.copy()
+    for col in ("q1", "median", "q3"):
+        out[col] = [
+            (f"> {m:g}" if np.isinf(v) else ("" if np.isnan(v) else f"{v:.4g}"))
+            for v, m in zip(out[col].astype(float), out["max_eps"].astype(float), strict=True)
+        ]
+    return out.drop(columns=["max_eps"])
+
+
+def search_section(
+    config: Mapping,
+    lognormal: str | None = None,
+    train_test: str | None = None,
+    beta_eps: str | None = None,
+    beta_pairs: str | None = None,
+) -> tuple[str, list[str]]:
+    """The robustness-distributions section and its warnings (violations of β ≥ ε)."""
+    title = "## Robustness distributions (critical magnitude)"
+    search = dict(config.get("search") or {})
+    fit, tt = _read(lognormal), _read(train_test)
+    if fit is None:
+        why = (
+            "search.enabled is false in this run's config"
+            if not search.get("enabled")
+            else "no critical_lognormal.csv table in this run"
+        )
+        return f"{title}\n\nnot run ({why}).\n", []
+    src = PAPER["robustness"]
+    run = ", ".join(
+        f"{k} {json.dumps(search[k])}"
+        for k in ("families", "verifiers", "methods", "test_instances", "train_instances")
+        + ("max_eps", "resolution", "timeout_s")
+        if k in search
+    )
+    parts = [
+        title,
+        "",
+        f"Search run: {run} (per-probe timeout in s; magnitudes in [0, 1] pixel units).",
+        "Censored searches (a probe timed out or stayed unknown) and searches with no "
+        "counterexample up to the top of the range are excluded from the tests and "
+        f"counted; a sample with fewer than {MIN_UNCENSORED} point values, or point values "
+        "for less than half of its searches, is not comparable.",
+        "",
+        f'### "{src["lognormal"]}" ({src["source"]})',
+        "",
+        "Decision: the parametric-bootstrap KS test of `medverify.stats` (refits each "
+        "simulated sample and rounds it to the search grid, so it accounts for both); the "
+        "plain KS p-value (optimistic: parameters from the same sample) beside it. From "
+        f"`{lognormal}`.",
+        "",
+        _table(lognormal_claims(fit)),
     ]
-    if groups and numeric:
-        summary = table.groupby(groups)[numeric].median().reset_index()
-        text += "Medians per group:\n\n" + _table(summary)
+    if tt is not None:
+        parts += [
+            f'### "{src["train_test"]}" ({src["source"]})',
+            "",
+            f"Two-sample KS of the point values, train against test, per model. From `{train_test}`.",
+            "",
+            _table(train_test_claims(tt, fit)),
+        ]
+    warnings = []
+    summary, pairs = _read(beta_eps), _read(beta_pairs)
+    parts += ["### Critical brightness β beside critical L∞ ε", ""]
+    if summary is None or pairs is None:
+        parts += ["not run (no critical_beta_eps tables in this run).", ""]
+    elif summary.empty or set(summary["family"]) != {"brightness", "linf"}:
+        parts += [
+            f"not run: the search families {json.dumps(search.get('families'))} do not "
+            "include both brightness and linf.",
+            "",
+        ]
     else:
-        text += _table(table.head(20))
-    return text
+        verdict, evidence, violated = beta_eps_claim(pairs)
+        parts += [
+            "Quartiles per input in [0, 1] pixel units over finished searches (a search "
+            "with no counterexample in its range counts as beyond it: '> max'); censored "
+            f"searches excluded and counted. From `{beta_eps}` (figure "
+            "`results/figures/critical_beta_eps.png`).",
+            "",
+            _table(_quantiles(summary)),
+            '- "Coupled brightness can never be weaker than L∞ at the same magnitude: '
+            "β_crit ≥ ε_crit per input (a shift of at most b lies inside the L∞ ball of "
+            f'radius b)": **{verdict}** — {evidence}.',
+        ]
+        if violated:
+            msg = (
+                f"**SOUNDNESS ALARM: β_crit < ε_crit proven on {violated} input(s)** — a "
+                "brightness counterexample below a magnitude where L∞ is proven robust "
+                "cannot happen with sound verifiers: a bug in a backend, the replay or the "
+                f"search. See the rows with order = violated in `{beta_pairs}`."
+            )
+            parts += ["", msg]
+            warnings.append(msg)
+        parts.append("")
+    return "\n".join(parts), warnings
+
+
+# --- target-label guidance (guided table of aggregate.guided_table) -------------------------
+
+
+def _milp_prunes(config: Mapping) -> bool:
+    """Whether this run's joint milp already skips CROWN-proven targets (its ``prune``
+    option; the default from the backend's signature)."""
+    import inspect
+
+    from .verifiers import backend_class
+
+    default = inspect.signature(backend_class("milp").__init__).parameters["prune"].default
+    opts = dict((config.get("verifier_options") or {}).get("milp") or {})
+    return bool(opts.get("prune", default))
+
+
+def guided_claims(table: pd.DataFrame, config: Mapping) -> pd.DataFrame:
+    """Per verifier: total joint time T and guided time T* over every cell both ran, the
+    overall ratio T/T*, the largest cell ratio, open (unknown/timeout/error) counts and
+    mismatches, beside the paper's "up to 36×" for a MIPVerify-style MILP."""
+    claim = PAPER["guided"]
+    rows = []
+    for verifier, g in table.groupby("verifier", sort=True):
+        t, tg = float(g["T_joint_s"].sum()), float(g["T_guided_s"].sum())
+        ratio = t / tg if tg > 0 else float("nan")
+        best = g.loc[g["speedup"].astype(float).idxmax()] if g["speedup"].notna().any() else None
+        open_j = int(sum(g[f"joint_{s}"].sum() for s in UNDECIDED if f"joint_{s}" in g))
+        open_g = int(sum(g[f"guided_{s}"].sum() for s in UNDECIDED if f"guided_{s}" in g))
+        best_text = (
+            "n/a"
+            if best is None
+            else f"{float(best['speedup']):.3g}× ({best['dataset']}/{best['model']} "
+            f"{best['family']} k={float(best['magnitude_k']):g})"
+        )
+        ours = (
+            f"ours {ratio:.3g}× overall (T = {t:.3g} s, T* = {tg:.3g} s over {int(g['n'].sum())}"
+            f" instances), largest cell {best_text}"
+            + (f"; T is a lower bound ({open_j} joint jobs open)" if open_j else "")
+        )
+        if verifier != claim["verifier"]:
+            verdict = NOT_COMPARABLE
+            reason = f"the paper's figure is for a MIPVerify-style MILP, not {verifier}; {ours}"
+        elif _milp_prunes(config):
+            verdict = NOT_COMPARABLE
+            reason = (
+                "our joint milp already skips the targets its CROWN bounds prove (milp "
+                "option prune = true), the paper's MIPVerify baseline does not (set "
+                f"verifier_options milp prune: false to compare); {ours}"
+            )
+        elif not np.isfinite(ratio):
+            verdict, reason = NOT_COMPARABLE, f"no guided time measured; {ours}"
+        else:
+            verdict = SUPPORTED if ratio > 1 else NOT_SUPPORTED
+            reason = (
+                f"guided is {'faster' if ratio > 1 else 'not faster'} overall; {ours} "
+                f"(the paper: up to {claim['speedup']:g}×; the size is set beside it, not "
+                "judged: the nets and magnitudes differ)"
+            )
+        rows.append(
+            {
+                "verifier": verifier,
+                "cells": len(g),
+                "T_joint_s": round(t, 3),
+                "T_guided_s": round(tg, 3),
+                "ratio_T/T*": round(ratio, 3) if np.isfinite(ratio) else ratio,
+                "joint_open": open_j,
+                "guided_open": open_g,
+                "mismatch": int(g["mismatch"].sum()),
+                "verdict": verdict,
+                "reason": reason,
+            }
+        )
+    cols = ["verifier", "cells", "T_joint_s", "T_guided_s", "ratio_T/T*", "joint_open"]
+    return pd.DataFrame(rows, columns=[*cols, "guided_open", "mismatch", "verdict", "reason"])
+
+
+def guided_section(config: Mapping, guided: str | None = None) -> tuple[str, list[str]]:
+    """The guidance section and its warnings (joint/guided mismatches)."""
+    title = "## Target-label guidance"
+    claim = PAPER["guided"]
+    table = _read(guided)
+    strategies = list(config.get("strategies") or [])
+    if table is None:
+        why = (
+            f"config strategies is {json.dumps(strategies)}: the comparison needs both "
+            "joint and guided"
+            if not {"joint", "guided"} <= set(strategies)
+            else "no guided.csv table in this run"
+        )
+        return f"{title}\n\nnot run ({why}).\n", []
+    if table.empty:
+        return f"{title}\n\nnot run (no instance ran under both strategies).\n", []
+    claims = guided_claims(table, config)
+    parts = [
+        title,
+        "",
+        f'Claim ({claim["source"]}): "{claim["claim"]}". Ours from `{guided}`: T = joint '
+        "verifier time, T* = guided (bounds, sorting and per-label runs), summed over the "
+        "instances both strategies ran; ratio T/T* > 1 means guidance pays.",
+        "",
+        _table(claims.drop(columns=["verdict", "reason"])),
+    ]
+    for r in claims.itertuples(index=False):
+        parts.append(f'- {r.verifier}: "{claim["claim"]}": **{r.verdict}** — {r.reason}.')
+    warnings = []
+    bad = int(claims["mismatch"].sum())
+    if bad:
+        msg = (
+            f"**SOUNDNESS ALARM: joint and guided disagree on {bad} decided instance(s)** "
+            f"(column mismatch of `{guided}`): one of them is wrong."
+        )
+        parts += ["", msg]
+        warnings.append(msg)
+    parts.append("")
+    return "\n".join(parts), warnings
+
+
+# --- HTML (the workflow report shows HTML, not markdown) -----------------------------------
+
+
+def _inline(text: str) -> str:
+    import html
+    import re
+
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"(?<![\w])_\((.+?)\)_(?![\w])", r"<em>(\1)</em>", out)
+
+
+def to_html(markdown: str, title: str = "Findings") -> str:
+    """The findings markdown as a standalone HTML page. Covers exactly the markdown this
+    module writes: #/##/### headings, paragraphs, '- ' bullets, pipe tables (header,
+    separator, rows), `code` and **bold**."""
+    body, para, items, rows = [], [], [], []
+
+    def flush():
+        if para:
+            body.append("<p>" + _inline(" ".join(para)) + "</p>")
+            para.clear()
+        if items:
+            body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+        if rows:
+            cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+            head, data = cells[0], [c for c in cells[1:] if not set("".join(c)) <= set("-")]
+            th = "".join(f"<th>{_inline(c)}</th>" for c in head)
+            trs = "".join(
+                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in data
+            )
+            body.append(f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")
+            rows.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            if para or items:
+                flush()
+            rows.append(line)
+            continue
+        if rows:
+            flush()
+        if not line.strip():
+            flush()
+        elif line.startswith("#"):
+            flush()
+            level = min(len(line) - len(line.lstrip("#")), 6)
+            body.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("- "):
+            if para:
+                flush()
+            items.append(line[2:])
+        elif items:
+            items[-1] += " " + line.strip()
+        else:
+            para.append(line.strip())
+    flush()
+    style = (
+        "body{font-family:sans-serif;max-width:70em;margin:1em auto;line-height:1.4}"
+        "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
+        "th{background:#f1f3f5}code{background:#f1f3f5;padding:0 2px}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 # --- the document --------------------------------------------------------------------------
@@ -327,8 +770,8 @@ def optional_section(title: str, path: str | None, producer: str) -> str:
 
 def configuration(config: Mapping) -> str:
     lines = ["## Configuration of this run", ""]
-    keys = ("datasets", "models", "families", "verifiers", "instances", "timeout_s")
-    for key in keys + ("epochs", "seed"):
+    keys = ("datasets", "models", "families", "verifiers", "strategies", "instances")
+    for key in keys + ("timeout_s", "epochs", "seed"):
         if key in config:
             lines.append(f"- {key}: `{json.dumps(config[key])}`")
     if "verifier_options" in config:
@@ -350,19 +793,31 @@ def document(
     metrics: Sequence[Mapping],
     config: Mapping,
     images: Mapping[str, np.ndarray] | None = None,
-    critical_eps: str | None = None,
-    guided: str | None = None,
+    tables: Mapping[str, str | None] | None = None,
 ) -> str:
     """The findings document (markdown) from the record frame, model metrics, the
-    config and the optional search/guided tables."""
+    config and the optional search/guided tables (``tables``: keys ``lognormal``,
+    ``train_test``, ``beta_eps``, ``beta_pairs`` from rule search_stats and ``guided``
+    from rule guided; a missing key or file makes its section say "not run")."""
+    tables = dict(tables or {})
+    search_text, search_warnings = search_section(
+        config,
+        **{k: tables.get(k) for k in ("lognormal", "train_test", "beta_eps", "beta_pairs")},
+    )
+    guided_text, guided_warnings = guided_section(config, tables.get("guided"))
     parts = [
         "# Findings",
         "",
         "Generated by the workflow from this run's records and tables "
-        "(`medverify.findings`); every number below is computed, none is typed in. "
+        "(`medverify.findings`); every number below is computed, none is typed in except "
+        "the papers' own claims, quoted as such. "
         "Each claim of the paper is set beside our number and marked "
         f"**{SUPPORTED}**, **{NOT_SUPPORTED}** or **{NOT_COMPARABLE}**, with the reason.",
         "",
+    ]
+    for msg in search_warnings + guided_warnings:
+        parts += [msg, ""]
+    parts += [
         configuration(config),
         "## Test accuracy",
         "",
@@ -421,12 +876,7 @@ def document(
             .reset_index()
         )
         parts += [_table(summary)]
-    parts += [
-        optional_section(
-            "Robustness distributions (critical magnitude)", critical_eps, "critical_eps.csv"
-        ),
-        optional_section("Target-label guidance", guided, "guided.csv"),
-    ]
+    parts += [search_text, guided_text]
     return "\n".join(parts)
 
 
@@ -437,11 +887,12 @@ def write(
     out_path: str,
     data_dir: str | None = None,
     channels: Mapping[str, int] | None = None,
-    critical_eps: str | None = None,
-    guided: str | None = None,
+    tables: Mapping[str, str | None] | None = None,
+    html_path: str | None = None,
 ) -> str:
     """The findings rule: read records and metrics, load the test images of datasets
-    with L-infinity counterexamples, write ``out_path``."""
+    with L-infinity counterexamples, write ``out_path`` (markdown) and, when given,
+    ``html_path`` (the same document as HTML, shown in the workflow report)."""
     from . import aggregate, data
 
     df = aggregate.load_records(record_paths)
@@ -458,8 +909,11 @@ def write(
             ds, data_dir, channels=(channels or {}).get(ds, 1), md5=None, splits=("test",)
         )["test"]
         images[ds] = test.images
-    text = document(df, metrics, config, images, critical_eps, guided)
+    text = document(df, metrics, config, images, tables)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     Path(out_path).write_text(text)
+    if html_path:
+        Path(html_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(html_path).write_text(to_html(text))
     log.info("wrote %s", out_path)
     return text

@@ -319,3 +319,76 @@ def guided_reduction(table: pd.DataFrame):
             ax.get_legend().remove()
     fig.tight_layout()
     return fig
+
+
+def critical_beta_eps(inputs: pd.DataFrame, pairs: pd.DataFrame):
+    """Critical brightness beta beside critical L-inf eps, one column per dataset/model,
+    in [0, 1] pixel units (log axis). Top: ECDFs over finished searches (beyond-range
+    ones count in n, so a curve stops below 1; censored ones are left out), line style =
+    split. Bottom: per input, eps_crit (x) against beta_crit (y) where both are point
+    values or beta is beyond its range (drawn at its top, triangle); points below the
+    diagonal would contradict beta_crit >= eps_crit (violations in red).
+    ``inputs``: stats.per_input rows of both families; ``pairs``: stats.beta_eps_pairs."""
+    from .stats import COUPLED, UNCOUPLED
+
+    if inputs.empty or set(inputs["family"]) != {COUPLED, UNCOUPLED}:
+        return note("critical beta vs eps: brightness and linf were not both searched")
+    sns.set_theme(style="whitegrid", context="paper")
+    nets = _order(zip(inputs["dataset"], inputs["model"], strict=True))
+    fig, axes = plt.subplots(2, len(nets), figsize=(4.2 * len(nets), 7.0), squeeze=False)
+    colors = {COUPLED: "#e8590c", UNCOUPLED: "#1864ab"}
+    styles = {"test": "-", "train": "--"}
+    for c, (ds, model) in enumerate(nets):
+        ax = axes[0][c]
+        sub = inputs[(inputs["dataset"] == ds) & (inputs["model"] == model)]
+        for (family, split), g in sub.groupby(["family", "split"], sort=True):
+            done = g[g["kind"] != "censored"]
+            x = np.sort(done.loc[done["kind"] != "beyond", "critical"].astype(float))
+            if not len(done):
+                continue
+            y = np.arange(1, len(x) + 1) / len(done)
+            label = (
+                f"{'β' if family == COUPLED else 'ε'} {family} ({split}, n={len(done)}, "
+                f"censored {len(g) - len(done)})"
+            )
+            if not len(x):  # every search beyond its range: nothing below the top
+                continue
+            ax.step(
+                np.r_[x[0], x],
+                np.r_[0.0, y],
+                where="post",
+                color=colors[family],
+                ls=styles.get(split, ":"),
+                label=label,
+            )
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("critical magnitude ([0, 1] pixel units, log)")
+        ax.set_ylabel("fraction of inputs")
+        ax.set_title(f"{ds}/{model}", fontsize=9)
+        ax.legend(fontsize=6, loc="lower right")
+        ax = axes[1][c]
+        p = pairs[(pairs["dataset"] == ds) & (pairs["model"] == model)]
+        p = p[p["kind_eps"].isin(["exact", "bracketed"]) & (p["kind_beta"] != "censored")]
+        beyond = p["kind_beta"] == "beyond"
+        xs = p["critical_eps"].astype(float)
+        ys = np.where(beyond, p["max_eps_beta"].astype(float), p["critical_beta"].astype(float))
+        bad = (p["order"] == "violated").to_numpy()
+        for mask, marker, color, label in (
+            (~beyond.to_numpy() & ~bad, "o", "#495057", "point values"),
+            (beyond.to_numpy() & ~bad, "^", "#495057", "β beyond its range (at its top)"),
+            (bad, "x", "#c92a2a", "violated β < ε"),
+        ):
+            if mask.any():
+                ax.scatter(xs[mask], ys[mask], marker=marker, s=14, color=color, label=label)
+        if len(p):
+            lim = [float(np.nanmin([xs.min(), np.min(ys)])) * 0.8, 1.0]
+            ax.plot(lim, lim, color="grey", lw=0.8, ls="--")
+            ax.legend(fontsize=6, loc="lower right")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("critical ε, L∞ ([0, 1] pixel units)")
+        ax.set_ylabel("critical β, brightness")
+        ax.set_title(f"per input (n={len(p)}); diagonal β = ε", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -291,8 +291,12 @@ def report(
     out_ecdf: str,
     out_violin: str,
     out_scatter: str,
+    out_beta_eps: str | None = None,
+    out_beta_pairs: str | None = None,
+    out_beta_figure: str | None = None,
 ) -> None:
-    """The search statistics rule: tables and figures from critical_eps.csv."""
+    """The search statistics rule: tables and figures from critical_eps.csv (and the
+    critical-beta vs critical-eps outputs when their paths are given)."""
     from . import plots
 
     df = pd.read_csv(critical_csv)
@@ -303,3 +307,135 @@ def report(
     plots.save(plots.critical_ecdf(df), out_ecdf)
     plots.save(plots.critical_violin(df), out_violin)
     plots.save(plots.critical_scatter(paired_models(df)), out_scatter)
+    if out_beta_eps:
+        beta_eps(critical_csv, out_beta_eps, out_beta_pairs, out_beta_figure)
+
+
+# --- coupled brightness against L-infinity, per input ------------------------------------
+#: the coupled family and the uncoupled ball that contains it at equal magnitude:
+#: clip(x + b) with |b| <= eps lies in [clip(x - eps), clip(x + eps)], so per input the
+#: critical brightness can never be below the critical L-infinity eps
+COUPLED, UNCOUPLED = "brightness", "linf"
+#: which search stands for an input when several ran: finished before censored, then
+#: this method order (exact where present, else bisection), then the narrowest bracket
+KIND_ORDER = ("exact", "bracketed", "beyond", "censored")
+METHOD_ORDER = ("exact", "bisection", "milp-min")
+#: slack (pixel units) for float noise of the exact route (~1e-8) when comparing ends
+ORDER_TOL = 1e-6
+INPUT = ["dataset", "model", "split", "index"]
+
+
+def per_input(df: pd.DataFrame, family: str) -> pd.DataFrame:
+    """One row per input searched under ``family``: the search chosen by KIND_ORDER,
+    METHOD_ORDER and bracket width, with ``source`` = method/verifier."""
+    d = df[df["family"] == family]
+    cols = [*INPUT, "family", "source", "kind", "eps_robust", "eps_counterexample"]
+    cols += ["critical", "max_eps"]
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    rank = {k: i for i, k in enumerate(KIND_ORDER)}
+    mrank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    d = d.assign(
+        _kind=d["kind"].map(rank).fillna(len(rank)),
+        _method=d["method"].map(mrank).fillna(len(mrank)),
+        _width=d["width"].astype(float).fillna(np.inf),
+        source=d["method"].astype(str) + "/" + d["verifier"].astype(str),
+    )
+    d = d.sort_values(["_kind", "_method", "_width"], kind="stable")
+    return d.drop_duplicates(INPUT, keep="first")[cols].reset_index(drop=True)
+
+
+def beta_eps_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Per input searched under both brightness and L-infinity: both brackets and the
+    order check of beta_crit >= eps_crit:
+
+    - ``violated``: a brightness counterexample below a magnitude where L-infinity is
+      proven robust (beta_hi < eps_lo): impossible for sound searches (checked on every
+      pair, censored or not);
+    - ``proven``: beta_lo >= eps_hi, so beta_crit >= eps_crit follows from the brackets;
+    - ``consistent``: neither (the brackets overlap, e.g. both in one grid cell).
+
+    ``finished``: neither search censored (beyond the range counts as finished)."""
+    b, e = per_input(df, COUPLED), per_input(df, UNCOUPLED)
+    keep = ["source", "kind", "eps_robust", "eps_counterexample", "critical", "max_eps"]
+    m = b[[*INPUT, *keep]].merge(e[[*INPUT, *keep]], on=INPUT, suffixes=("_beta", "_eps"))
+    cols = [*INPUT, *(f"{c}_{s}" for s in ("beta", "eps") for c in keep), "finished", "order"]
+    if m.empty:
+        return pd.DataFrame(columns=cols)
+    b_lo = m["eps_robust_beta"].astype(float).fillna(0.0)
+    b_hi = m["eps_counterexample_beta"].astype(float).fillna(np.inf)
+    e_lo = m["eps_robust_eps"].astype(float).fillna(0.0)
+    e_hi = m["eps_counterexample_eps"].astype(float).fillna(np.inf)
+    violated = b_hi < e_lo - ORDER_TOL
+    proven = ~violated & np.isfinite(e_hi) & (b_lo >= e_hi - ORDER_TOL)
+    m["finished"] = (m["kind_beta"] != "censored") & (m["kind_eps"] != "censored")
+    m["order"] = np.where(violated, "violated", np.where(proven, "proven", "consistent"))
+    return m[cols].sort_values(INPUT, kind="stable").reset_index(drop=True)
+
+
+def beta_eps_check(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and model: inputs with both searches, how many finished, and of those
+    how many hold (proven or consistent); violations over every pair."""
+    rows = []
+    for (ds, model), g in pairs.groupby(["dataset", "model"], sort=True):
+        f = g[g["finished"].astype(bool)]
+        rows.append(
+            {
+                "dataset": ds,
+                "model": model,
+                "paired": len(g),
+                "finished": len(f),
+                "holds": int(f["order"].isin(["proven", "consistent"]).sum()),
+                "proven": int((f["order"] == "proven").sum()),
+                "violated": int((g["order"] == "violated").sum()),
+            }
+        )
+    cols = ["dataset", "model", "paired", "finished", "holds", "proven", "violated"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def beta_eps_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, model, split and family (brightness, L-infinity): the inputs' critical
+    magnitude quartiles in [0, 1] pixel units over finished searches (a beyond-range
+    search counts as +inf, so a quartile past the range is inf), and the censored count
+    (excluded)."""
+    rows = []
+    for family in (COUPLED, UNCOUPLED):
+        d = per_input(df, family)
+        for (ds, model, split), g in d.groupby(["dataset", "model", "split"], sort=True):
+            done = g[g["kind"] != "censored"]
+            x = np.where(done["kind"] == "beyond", np.inf, done["critical"].astype(float))
+            q = np.quantile(x, [0.25, 0.5, 0.75], method="inverted_cdf") if len(x) else [np.nan] * 3
+            rows.append(
+                {
+                    "dataset": ds,
+                    "model": model,
+                    "split": split,
+                    "family": family,
+                    "source": ",".join(sorted(set(g["source"]))),
+                    "n": len(g),
+                    "n_finished": len(done),
+                    "n_censored": int((g["kind"] == "censored").sum()),
+                    "n_beyond": int((g["kind"] == "beyond").sum()),
+                    "q1": float(q[0]),
+                    "median": float(q[1]),
+                    "q3": float(q[2]),
+                    "max_eps": float(g["max_eps"].max()),
+                }
+            )
+    cols = ["dataset", "model", "split", "family", "source", "n", "n_finished"]
+    cols += ["n_censored", "n_beyond", "q1", "median", "q3", "max_eps"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def beta_eps(critical_csv: str, out_table: str, out_pairs: str, out_figure: str) -> None:
+    """The critical-beta vs critical-eps outputs: quartile table, per-input pairs with the
+    order check, and the side-by-side figure (a note figure when not both were searched)."""
+    from . import plots
+
+    df = pd.read_csv(critical_csv)
+    pairs = beta_eps_pairs(df)
+    beta_eps_summary(df).to_csv(out_table, index=False)
+    pairs.to_csv(out_pairs, index=False)
+    both = pd.concat([per_input(df, COUPLED), per_input(df, UNCOUPLED)], ignore_index=True)
+    plots.save(plots.critical_beta_eps(both, pairs), out_figure)

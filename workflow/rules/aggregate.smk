@@ -51,13 +51,18 @@ rule findings:
             f"results/{ds}/{m}/metrics.json" for ds, m in model_pairs() if m not in EXTERNAL
         ],
         tables=rules.merge.output.records,  # the merge's contradiction check runs first
-        # the search and guided tables, when this run makes them (their sections say
-        # "not run" otherwise)
-        critical_eps=["results/tables/critical_eps.csv"] if SEARCH["enabled"] else [],
-        guided=["results/tables/guided.csv"] if len(STRATEGY_LIST) > 1 else [],
+        # the search statistics and guided tables, when this run makes them (so findings
+        # reruns when they change; their sections say "not run" otherwise). Functions:
+        # rules search_stats and guided are defined after this one.
+        lognormal=lambda w: [rules.search_stats.output.fit] if SEARCH["enabled"] else [],
+        train_test=lambda w: [rules.search_stats.output.train_test] if SEARCH["enabled"] else [],
+        beta_eps=lambda w: [rules.search_stats.output.beta_eps] if SEARCH["enabled"] else [],
+        beta_pairs=lambda w: [rules.search_stats.output.beta_pairs] if SEARCH["enabled"] else [],
+        guided=lambda w: [rules.guided.output.table] if len(STRATEGY_LIST) > 1 else [],
     output:
-        findings=report(
-            "results/report/findings.md",
+        findings="results/report/findings.md",
+        html=report(
+            "results/report/findings.html",
             caption="../report/findings.rst",
             category="1. Findings",
         ),
@@ -65,7 +70,7 @@ rule findings:
         config={
             key: config[key]
             for key in ("datasets", "models", "families", "verifiers", "instances")
-            + ("timeout_s", "verifier_options", "epochs", "seed")
+            + ("timeout_s", "verifier_options", "strategies", "search", "epochs", "seed")
         },
         data_dir=config["data_dir"],
         channels=dataset_channels(),

@@ -88,7 +88,8 @@ rule search_merge:
 
 rule search_stats:
     """Log-normal fits with KS tests, train vs test, cross-model Spearman, counterexample
-    labels; ECDF, violin and scatter figures."""
+    labels; ECDF, violin and scatter figures; critical brightness beside critical L-inf
+    per input (quartiles, order check, figure)."""
     input:
         table=rules.search_merge.output.table,
     output:
@@ -125,6 +126,21 @@ rule search_stats:
         scatter=report(
             "results/figures/critical_scatter.png",
             caption="../report/critical_scatter.rst",
+            category="Robustness distributions",
+        ),
+        beta_eps=report(
+            "results/tables/critical_beta_eps.csv",
+            caption="../report/critical_beta_eps_table.rst",
+            category="Robustness distributions",
+        ),
+        beta_pairs=report(
+            "results/tables/critical_beta_eps_pairs.csv",
+            caption="../report/critical_beta_eps_pairs.rst",
+            category="Robustness distributions",
+        ),
+        beta_figure=report(
+            "results/figures/critical_beta_eps.png",
+            caption="../report/critical_beta_eps.rst",
             category="Robustness distributions",
         ),
     log:

@@ -5,6 +5,10 @@ from medverify.pipeline import rule_log
 with rule_log(snakemake.log[0], "findings"):
     from medverify import findings
 
+    def first(key):
+        value = getattr(snakemake.input, key)
+        return value if isinstance(value, str) else ([*value] or [None])[0]
+
     findings.write(
         list(snakemake.input.records),
         list(snakemake.input.metrics),
@@ -12,7 +16,10 @@ with rule_log(snakemake.log[0], "findings"):
         snakemake.output.findings,
         data_dir=snakemake.params.data_dir,
         channels=dict(snakemake.params.channels),
-        # each is an empty list when its stage is not part of this run
-        critical_eps=([*snakemake.input.critical_eps] or [None])[0],
-        guided=([*snakemake.input.guided] or [None])[0],
+        # each table is an empty list when its stage is not part of this run
+        tables={
+            key: first(key)
+            for key in ("lognormal", "train_test", "beta_eps", "beta_pairs", "guided")
+        },
+        html_path=snakemake.output.html,
     )

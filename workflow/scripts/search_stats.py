@@ -15,4 +15,7 @@ with rule_log(snakemake.log[0], "search_stats"):
         out.ecdf,
         out.violin,
         out.scatter,
+        out_beta_eps=out.beta_eps,
+        out_beta_pairs=out.beta_pairs,
+        out_beta_figure=out.beta_figure,
     )
