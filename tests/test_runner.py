@@ -1,6 +1,7 @@
 import os
 import signal
 import time
+from pathlib import Path
 
 from medverify.runner import run_isolated
 
@@ -64,3 +65,34 @@ def test_segfault_becomes_crash():
 def test_exception_is_reported():
     out = run_isolated(_boom, timeout_s=10)
     assert out.kind == "exception" and "bad value 42" in out.message
+
+
+def _zombie_children() -> list[int]:
+    """Pids of this process's children that exited but were never reaped."""
+    zombies = []
+    for stat in os.listdir("/proc"):
+        if not stat.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{stat}/stat").read_text()
+        except OSError:
+            continue
+        state, ppid = text.rsplit(")", 1)[1].split()[:2]
+        if state == "Z" and int(ppid) == os.getpid():
+            zombies.append(int(stat))
+    return zombies
+
+
+def _slow_value():
+    time.sleep(1.2)  # outlives the parent's 0.5 s polls of the child
+    return 7
+
+
+def test_no_child_is_left_unreaped():
+    """A search runs hundreds of probes in one process: every child must be reaped,
+    whether it answered after the parent polled it, timed out, or crashed."""
+    before = set(_zombie_children())
+    assert run_isolated(_slow_value, timeout_s=10).value == 7
+    assert run_isolated(_sleep_forever, timeout_s=0.6).kind == "timeout"
+    assert run_isolated(_segfault, timeout_s=10).kind == "crash"
+    assert set(_zombie_children()) - before == set()

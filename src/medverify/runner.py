@@ -120,15 +120,16 @@ def _wait(pid: int, rfd: int, start: float, timeout_s: float, grace_s: float) ->
                     chunks.append(chunk)
                     continue
                 break  # EOF: the child closed the pipe (finished or died)
-            done, status = os.waitpid(pid, os.WNOHANG)
+            done, child_status = os.waitpid(pid, os.WNOHANG)
             if done:
+                status = child_status  # reaped: only now is the status the child's
                 # drain anything left, then stop
                 while chunk := reader.read(1 << 16):
                     chunks.append(chunk)
                 break
     if timed_out:
         _kill_group(pid)
-    if status is None or not os.WIFEXITED(status) and not os.WIFSIGNALED(status):
+    if status is None:  # not reaped yet (answer read, or killed): no zombie left behind
         _, status = os.waitpid(pid, 0)
     _kill_group(pid)  # stray grandchildren (solver subprocesses) go too
     seconds = time.perf_counter() - start
