@@ -104,3 +104,36 @@ def test_record_roundtrip(tmp_path):
             verifier="v",
             status="maybe",
         )
+
+
+_ONE_JOB = """
+import sys
+import numpy as np
+from medverify.results import Question
+from medverify.verify import verify_image
+
+image = np.full((1, 2, 2), 0.5)  # f0 = 2.0 > f1 = 1.9: label 0, margin 0.1
+k = float(sys.argv[2])  # linf radius k/255 moves f0 by at most 4k/255
+q = Question("toy", "toy", 0, 0, "linf", k, "crown", timeout_s=20)
+rec = verify_image(sys.argv[1], image, q)
+print(rec.status, "onnxruntime" in sys.modules)
+"""
+
+
+def test_onnxruntime_is_opened_only_to_replay_a_counterexample(toy_onnx):
+    """A robust job never imports onnxruntime (its import is a seventh of a job's cost);
+    a counterexample is still replayed through it."""
+    import subprocess
+    import sys
+
+    def job(k):
+        out = subprocess.run(
+            [sys.executable, "-c", _ONE_JOB, str(toy_onnx), str(k)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.split()
+
+    assert job(4) == ["robust", "False"]  # 4 * 4/255 = 0.063 < 0.1
+    assert job(8) == ["counterexample", "True"]  # 4 * 8/255 = 0.125 > 0.1

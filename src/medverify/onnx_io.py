@@ -571,6 +571,23 @@ def load_affine(
     return AffineNet(g.layers)
 
 
+class LazyOrt:
+    """An :class:`OrtClassifier` opened on first use. A verify job needs onnxruntime only
+    to replay a counterexample; most jobs end robust and skip its import and session
+    (~0.07 CPU s of a ~0.5 s job)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._classifier = None
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._classifier is None:
+            self._classifier = OrtClassifier(self.path)
+        return getattr(self._classifier, name)
+
+
 class OrtClassifier:
     """onnxruntime session for a classifier; ``logits`` takes images as (N, C, H, W) or
     flattened (N, C*H*W) / (C*H*W,) in our layout and feeds them in the model's input shape

@@ -292,7 +292,7 @@ def verify_image(
             targets,
             name=f"{question.model}_{question.index}_{question.family}_{question.magnitude_k}",
         )
-        ort = onnx_io.OrtClassifier(onnx_path)
+        ort = onnx_io.LazyOrt(onnx_path)  # opened only to replay a counterexample
         fields = run_verifier(
             problem,
             question.verifier,
