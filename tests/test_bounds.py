@@ -223,3 +223,60 @@ def test_kept_parameters_reproduce_the_best_bound_and_warm_start_is_sound():
             if bad[child] or not mask.any():
                 continue
             assert np.all(out[mask].min(axis=0) >= lb2[child].numpy() - 1e-9)
+
+
+def test_tightened_hidden_bounds_contain_their_domains_points():
+    """``tighten`` (the later layers' unstable neurons recomputed after splits, with the
+    root's optimised intermediate slopes) gives bounds that contain every sampled point
+    of its domain, never looser than the clamped parent bounds and strictly tighter
+    somewhere; output bounds built on them (``margins_lower(refine=True)``) stay valid."""
+    import torch
+
+    rng = np.random.default_rng(21)
+    tighter = 0
+    for _ in range(5):
+        widths = [5, 12, 12, 12, 3]
+        net = random_net(rng, widths)
+        lo, hi = np.zeros(5), np.ones(5)
+        eng = bounds.Batched(net, lo, hi)
+        root = eng.optimized_hidden(eng.lo[None], eng.hi[None], iters=20)
+        assert eng.hidden_alphas[0] is None and eng.hidden_alphas[1] is not None
+        first = [j for j in range(12) if root[0][0][0, j] < 0 < root[0][1][0, j]]
+        second = [j for j in range(12) if root[1][0][0, j] < 0 < root[1][1][0, j]]
+        if not first or not second:
+            continue
+        a, b = first[0], second[0]
+        # four domains: the signs of neuron a of layer 0 and neuron b of layer 1
+        signs = [(1, 1), (1, -1), (-1, 1), (-1, -1)]
+        splits = [torch.zeros((4, 12), dtype=torch.int8) for _ in range(3)]
+        for d, (sa, sb) in enumerate(signs):
+            splits[0][d, a], splits[1][d, b] = sa, sb
+        parent = [(lw.expand(4, -1), up.expand(4, -1)) for lw, up in root]
+        lo_b, hi_b = eng.lo.expand(4, -1), eng.hi.expand(4, -1)
+        clamped = eng.clamp_splits(parent, splits)
+        refined = eng.tighten(lo_b, hi_b, clamped, eng.hidden_alphas)
+        lb, _, _, used, bad = eng.margins_lower(
+            lo_b, hi_b, splits, parent, iters=10, inherit=True, refine=True
+        )
+        pts = rng.uniform(0, 1, (40000, 5))
+        pts = np.vstack([pts, np.where(rng.integers(0, 2, (10000, 5)), 0.0, 1.0)])
+        h, pre = pts, []
+        for w, bias in net.layers[:-1]:
+            pre.append(h @ w.T + bias)
+            h = np.maximum(pre[-1], 0)
+        out = net.forward(pts)
+        for d, (sa, sb) in enumerate(signs):
+            mask = (sa * pre[0][:, a] >= 0) & (sb * pre[1][:, b] >= 0)
+            if bad[d] or not mask.any():
+                continue
+            for i, ((l_r, u_r), (l_c, u_c)) in enumerate(zip(refined, clamped, strict=True)):
+                z = pre[i][mask]
+                assert np.all(z >= l_r[d].numpy() - 1e-9), (i, d)
+                assert np.all(z <= u_r[d].numpy() + 1e-9), (i, d)
+                assert np.all(l_r[d].numpy() >= l_c[d].numpy())
+                assert np.all(u_r[d].numpy() <= u_c[d].numpy())
+                tighter += int((l_r[d] > l_c[d] + 1e-9).sum() + (u_r[d] < u_c[d] - 1e-9).sum())
+            assert np.all(out[mask].min(axis=0) >= lb[d].numpy() - 1e-9)
+            for (l_u, u_u), (l_r, u_r) in zip(used, refined, strict=True):
+                assert torch.equal(l_u[d], l_r[d]) and torch.equal(u_u[d], u_r[d])
+    assert tighter > 0

@@ -150,6 +150,11 @@ def backward(layers, relax, k, A, const, lower, upper, alphas=None, betas=None, 
     return lb, A, kept
 
 
+def torch_cat_rows(pos, u):
+    """Row indices ``[pos; pos + u]`` (lower-bound rows, then upper-bound rows)."""
+    return _xp(pos).cat([pos, pos + u])
+
+
 def _both_signs(a, lead):
     """``[a; -a]`` along the first axis, broadcast to the leading batch shape ``lead``."""
     if isinstance(a, np.ndarray):
@@ -265,6 +270,8 @@ class Batched:
         self.hi = torch.as_tensor(np.asarray(upper, np.float64))
         self.n_relu = len(self.layers) - 1
         self.last_alphas = self.last_betas = None
+        #: per hidden layer, the optimised slopes of ``optimized_hidden``'s rows (see tighten)
+        self.hidden_alphas = [None] * self.n_relu
 
     def crown(self, lo, hi, splits=None, parent=None):
         """CROWN bounds of every layer for boxes (B, n0), split neurons clamped and
@@ -411,6 +418,7 @@ class Batched:
         it. Returns the list of (lo, hi)."""
         torch = self.torch
         base = self.crown(lo, hi)[:-1]
+        self.hidden_alphas = [None] * len(base)
         hidden = []
         B = lo.shape[0]
         for k, (l_k, u_k) in enumerate(base):
@@ -427,12 +435,60 @@ class Batched:
                     hidden, A, c, iters=iters, lo=lo, hi=hi, deadline=deadline, stop_at=0.0
                 )
                 n = len(idx)
+                if self.last_alphas is not None:
+                    lookup = torch.full((w.shape[0],), -1, dtype=torch.long)
+                    lookup[idx] = torch.arange(n)
+                    self.hidden_alphas[k] = (self.last_alphas, lookup, n)
                 new_lo, new_hi = pad(lb[:, :n], -lb[:, n:])
                 l_k, u_k = l_k.clone(), u_k.clone()
                 l_k[:, idx] = torch.maximum(l_k[:, idx], new_lo)
                 u_k[:, idx] = torch.minimum(u_k[:, idx], new_hi)
             hidden.append((l_k, u_k))
         return hidden
+
+    def tighten(self, lo, hi, hidden, alphas=None):
+        """Recompute, for a batch of domains with hidden bounds ``hidden`` (split neurons
+        already clamped), the bounds of the neurons of layers >= 1 that are unstable in
+        some domain, by one CROWN backward pass each (lower and upper), and intersect
+        them with the given ones; each layer uses the tightened layers before it. This
+        carries a split's effect into the later layers' bounds (which ``clamp_splits``
+        alone does not). ``alphas[k]`` optional lower slopes (per hidden layer i < k,
+        broadcastable to (B, 2 u_k, n_i)) of layer k's rows, e.g. ``root_alphas`` from
+        ``optimized_hidden``. Returns the new list of (lo, hi)."""
+        torch = self.torch
+        B = lo.shape[0]
+        out = [hidden[0]]
+        relax = [relu_relaxation(hidden[0][0], torch.maximum(hidden[0][1], hidden[0][0]))]
+        for k in range(1, len(hidden)):
+            l_k, u_k = hidden[k]
+            idx = ((l_k < 0) & (u_k > 0)).any(dim=0).nonzero().flatten()
+            if len(idx):
+                w, b = self.layers[k]
+                A = torch.cat([w[idx], -w[idx]]).expand(B, -1, -1)
+                c = torch.cat([b[idx], -b[idx]]).expand(B, -1)
+                al = None
+                if alphas is not None and alphas[k] is not None:
+                    al = self._rows(alphas[k], idx)
+                with torch.no_grad():
+                    lb, _, _ = backward(self.layers, relax, k, A, c, lo, hi, al)
+                n = len(idx)
+                new_lo, new_hi = pad(lb[:, :n], -lb[:, n:])
+                l_k, u_k = l_k.clone(), u_k.clone()
+                l_k[:, idx] = torch.maximum(l_k[:, idx], new_lo)
+                u_k[:, idx] = torch.minimum(u_k[:, idx], new_hi)
+            out.append((l_k, u_k))
+            relax.append(relu_relaxation(l_k, torch.maximum(u_k, l_k)))
+        return out
+
+    @staticmethod
+    def _rows(alphas_k, idx):
+        """Layer k's kept slopes ``(alphas, lookup, u)`` (``alphas[i]`` (1, 2 u, n_i): the
+        lower-bound rows of u neurons, then their upper-bound rows; ``lookup`` neuron ->
+        row) restricted to the neurons ``idx``, lower rows then upper rows."""
+        alphas, lookup, u = alphas_k
+        pos = lookup[idx]
+        rows = torch_cat_rows(pos, u)
+        return [a[:, rows] for a in alphas]
 
     def clamp_splits(self, parent, splits):
         """The parent's hidden bounds with split neurons clamped (z >= 0: l = max(l, 0);
@@ -484,16 +540,20 @@ class Batched:
         inherit=False,
         alpha_init=None,
         beta_init=None,
+        refine=False,
     ):
         """Lower bounds (B, m) of the output layer for a batch of domains, with the hidden
         bounds used and the x coefficients: (lb, Ax, kept, hidden, infeasible). The hidden
         bounds are recomputed by CROWN (intersected with ``parent``), or with ``inherit``
-        taken from ``parent`` with the splits clamped (much cheaper on wide layers)."""
+        taken from ``parent`` with the splits clamped (much cheaper on wide layers), and with
+        ``refine`` then tightened by ``tighten`` (with ``hidden_alphas``)."""
         torch = self.torch
         if not self.n_relu:
             hidden = []
         elif inherit and parent is not None:
             hidden = self.clamp_splits(parent, splits)
+            if refine:
+                hidden = self.tighten(lo, hi, hidden, self.hidden_alphas)
         else:
             hidden = self.crown(lo, hi, splits, parent)[:-1]
         w, b = self.layers[-1]

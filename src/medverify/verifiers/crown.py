@@ -46,6 +46,7 @@ from .base import CEX_MARGIN, Problem, Result
 PROVE_TOL = bounds.PROVE_TOL  # a lower bound must exceed this to count as a proof
 SAFETY_S = 0.3  # stop this long before the deadline
 INHERIT_ABOVE = 20_000  # see Verifier.inherit_bounds
+REFINE_MIN_LAYERS = 3  # see Verifier.refine
 
 
 def _lp_leaf(net, lo, hi, bounds_np, splits_np):
@@ -110,6 +111,9 @@ class Verifier:
         warm_start: bool = True,
         fsb_k: int = 3,
         bab_iters: int = 10,
+        prune_margins: bool = True,
+        refine: bool | None = None,
+        per_margin: bool = True,
     ):
         self.attack = bool(attack)
         self.attack_restarts = int(attack_restarts)
@@ -138,6 +142,15 @@ class Verifier:
         # alpha/beta steps per ReLU-split batch (the root gets opt_iters): children start
         # from their parent's parameters, so fewer steps suffice
         self.bab_iters = int(bab_iters)
+        # ReLU split: margins the root bounds prove are left out of the branch and bound
+        self.prune_margins = bool(prune_margins)
+        # ReLU split with inherited bounds: recompute the later layers' unstable neurons'
+        # bounds in every domain (one CROWN pass with the root's optimised slopes); None:
+        # on nets with at least REFINE_MIN_LAYERS hidden layers, where a split's effect
+        # on the deeper layers pays for the extra passes (measured on the frontier MLPs)
+        self.refine = refine
+        # ReLU split: one tree per open margin instead of one tree for all of them
+        self.per_margin = bool(per_margin)
 
     def tool_version(self) -> str:
         try:
@@ -227,9 +240,58 @@ class Verifier:
         if problem.net.input_dim <= self.input_split_max_dim:
             result = self._input_split(problem, margin, eng, deadline, stats)
         else:
-            result = self._relu_split(problem, margin, eng, root, deadline, stats)
+            result = self._relu_split_margins(problem, margin, eng, root, lb, deadline, stats)
         stats["bab_time_s"] = round(time.perf_counter() - t0, 4)
         return result
+
+    def _relu_split_margins(self, problem, margin, eng, root, lb, deadline, stats):
+        """ReLU-split branch and bound on the margins the root bounds leave open
+        (``prune_margins``; a margin proven at the root holds on every domain), all in one
+        tree or, with ``per_margin``, one tree per open margin, worst root bound first
+        (each tree then bounds one row per domain and branches for that margin alone).
+        A counterexample of any subset of the margins is one of the problem; the proof
+        is the root's for the pruned margins plus every tree's."""
+        rows = np.arange(len(lb))
+        if self.prune_margins:
+            rows = rows[lb <= PROVE_TOL]
+            rows = rows[np.argsort(lb[rows], kind="stable")]
+        groups = [[int(j)] for j in rows] if self.per_margin else [list(rows)]
+        root_alphas = self._root_alphas
+        domains = 0
+        trees = []
+        bound = float(lb[np.setdiff1d(np.arange(len(lb)), rows)].min(initial=np.inf))
+        result = None
+        for group in groups:
+            if len(group) == len(lb):
+                sub, sub_eng = margin, eng
+            else:
+                sub, sub_eng = self._sub_margins(margin, eng, group, root_alphas)
+            result = self._relu_split(problem, sub, sub_eng, root, deadline, stats)
+            domains += stats["domains"]
+            trees.append(f"{group}: {result.status} after {stats['domains']} domains")
+            if result.status != "robust":
+                break
+            bound = min(bound, result.margin_lower_bound)
+        stats["domains"] = domains
+        stats["bab_margins"] = len(rows)
+        if self.per_margin:
+            stats["bab_trees"] = trees
+        if result.status == "robust":
+            result.margin_lower_bound = bound
+        return result
+
+    def _sub_margins(self, margin, eng, rows, root_alphas):
+        """The margin net restricted to ``rows``, its bound engine, and the root's slopes
+        for those rows (set as the branch and bound's starting slopes)."""
+        from ..nets import AffineNet
+
+        w, b = margin.layers[-1]
+        sub = AffineNet([*margin.layers[:-1], (w[rows], b[rows])])
+        if root_alphas is not None:
+            self._root_alphas = [a[:, rows] for a in root_alphas]
+        sub_eng = bounds.Batched(sub, eng.lo.numpy(), eng.hi.numpy())
+        sub_eng.hidden_alphas = eng.hidden_alphas  # the hidden layers are the same
+        return sub, sub_eng
 
     # ------------------------------------------------------------------------------
     def _robust(self, bound, method, stats):
@@ -318,6 +380,9 @@ class Verifier:
         inherit = self.inherit_bounds
         if inherit is None:
             inherit = margin.input_dim * margin.relu_count > INHERIT_ABOVE
+        refine = self.refine
+        if refine is None:
+            refine = len(sizes) >= REFINE_MIN_LAYERS
         pending = [(root_splits, root, None, None)]
         proven_min = np.inf
         undecided = 0
@@ -351,6 +416,7 @@ class Verifier:
                 inherit=inherit,
                 alpha_init=alpha_init,
                 beta_init=beta_init,
+                refine=refine,
             )
             new_alphas, new_betas = eng.last_alphas, eng.last_betas
             lb_min, worst = lb.min(dim=1)
@@ -422,6 +488,8 @@ class Verifier:
                     s_new[layer][0, idx] = sign
                     pending.append((s_new, dom_bounds, dom_a, dom_b))
         stats.update(domains=visited, open_domains=len(heap) + len(pending))
+        if heap:
+            stats["worst_open_bound"] = round(heap[0][0], 6)
         if heap or pending:
             return Result(
                 "timeout",
