@@ -15,8 +15,11 @@ Pipeline (each stage stops as soon as it decides):
      *input splitting*. The box is bisected along its widest side; a batch of sub-boxes is
      bounded by one batched CROWN call, and the midpoint and the linear bound's minimiser
      of every sub-box are checked as counterexamples.
-   - many parameters (linf): *ReLU splitting* with beta-CROWN split constraints: the
-     domains of a batch get CROWN intermediate bounds with their split neurons clamped
+   - many parameters (linf): *ReLU splitting* with beta-CROWN split constraints, on the
+     margins the root bounds leave open, one tree per open margin (``per_margin``). The
+     domains of a batch get CROWN intermediate bounds (or, on wide nets, their parent's,
+     tightened in the deeper layers by ``bounds.Batched.tighten`` when ``refine``) with
+     their split neurons clamped
      (z >= 0 or z <= 0) and intersected with their parent's bounds, and output bounds
      optimised over alpha and the split multipliers beta >= 0 (Adam). Every iterate is a
      valid bound (weak duality), so the best one is kept. Branching: the unstable neuron
