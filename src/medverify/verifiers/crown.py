@@ -451,6 +451,8 @@ class Verifier:
                         stats.update(domains=visited)
                         return self._cex(problem, p, "PGD inside BaB", stats, "bab-attack")
             pending = []
+            rows = torch.arange(B)
+            cands = self._scores(hidden, splits, [k[rows, worst] for k in kept], self.fsb_k)
             for d in range(B):
                 if bool(infeasible[d]):
                     continue
@@ -459,9 +461,7 @@ class Verifier:
                     continue
                 dom_splits = [s[d : d + 1] for s in splits]
                 dom_bounds = [(lo[d : d + 1], up[d : d + 1]) for lo, up in hidden]
-                score = self._scores(
-                    dom_bounds, dom_splits, [k[d, worst[d]] for k in kept], self.fsb_k
-                )
+                score = cands[d]
                 if not score:
                     status, val = self._leaf(margin, problem, dom_bounds, dom_splits)
                     if status == "candidate":
@@ -584,23 +584,28 @@ class Verifier:
         return [best[p][1] if p in best else out[p] for p in range(len(parents))]
 
     @staticmethod
-    def _scores(bounds_, splits, coeffs, k=1):
-        """Up to k (layer, index) of unstable, unsplit neurons to branch on, best
-        BaBSR-like score first; empty when every ReLU is fixed."""
-        cands = []
-        for i, ((lo, up), s, a) in enumerate(zip(bounds_, splits, coeffs, strict=True)):
-            lo, up, s = lo[0], up[0], s[0]
+    def _scores(hidden, splits, coeffs, k=1):
+        """Per domain of a batch, up to k (layer, index) of unstable, unsplit neurons to
+        branch on, best BaBSR-like score ``|A| * (-l u / (u - l))`` first (``coeffs[i]``
+        (B, n_i): A, the neurons' coefficients in the worst margin's bound); an empty
+        list when every ReLU of the domain is fixed."""
+        import torch
+
+        parts, layer_of, offset, start = [], [], [], 0
+        for i, ((lo, up), s, a) in enumerate(zip(hidden, splits, coeffs, strict=True)):
             unstable = (lo < 0) & (up > 0) & (s == 0)
-            n_unstable = int(unstable.sum())
-            if not n_unstable:
-                continue
-            denom = (up - lo).clamp(min=1e-30)
-            gap = (-lo * up / denom) * unstable
+            gap = (-lo * up / (up - lo).clamp(min=1e-30)) * unstable
             score = a.abs() * gap + 1e-6 * gap  # break ties on the relaxation gap
-            top = score.topk(min(k, n_unstable))
-            cands += [(float(v), (i, int(j))) for v, j in zip(top.values, top.indices, strict=True)]
-        cands.sort(key=lambda t: -t[0])
-        return [c for _, c in cands[:k]]
+            parts.append(torch.where(unstable, score, torch.full_like(score, -1.0)))
+            layer_of += [i] * lo.shape[1]
+            offset += [start] * lo.shape[1]
+            start += lo.shape[1]
+        every = torch.cat(parts, dim=1)
+        top = every.topk(min(k, every.shape[1]), dim=1)
+        return [
+            [(layer_of[j], j - offset[j]) for v, j in zip(vals, idx, strict=True) if v >= 0]
+            for vals, idx in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        ]
 
     @staticmethod
     def _leaf(margin, problem, bounds_, splits):
