@@ -18,10 +18,11 @@ VNN-COMP ``instances.csv`` (onnx, vnnlib, timeout) so any tool can rerun them, p
 ``run``: every backend on every instance as a real job (forked child, hard timeout,
 onnxruntime replay), appending one JSON line per (instance, backend) to
 ``runs/<tag>.jsonl`` (resumable: pairs already there are skipped). ``--limit`` caps the
-instances per network (e.g. for the slow backends).
+instances per network (e.g. for the slow backends), ``--keys`` selects instances by key
+(``net/index/k``).
 
 ``report``: per network and backend (and tag): decided count and share, median and p95
-time (undecided count as the timeout), and the crown/marabou and crown/milp ratios of
+time (undecided count as the timeout), median branch-and-bound domains (crown), and the crown/marabou and crown/milp ratios of
 median time on the instances both ran.
 """
 
@@ -210,6 +211,8 @@ def run(args) -> int:
             name = inst["net"]
             if args.nets and name not in args.nets:
                 continue
+            if args.keys and _key(inst) not in args.keys:
+                continue
             per_net[name] = per_net.get(name, 0) + 1
             if args.limit and per_net[name] > args.limit:
                 continue
@@ -239,6 +242,7 @@ def run(args) -> int:
                     "wall_s": time.perf_counter() - t0,
                     "timeout_s": args.timeout,
                     "message": str(got.get("message", ""))[:200],
+                    "domains": (got.get("extra") or {}).get("domains"),
                 }
                 fh.write(json.dumps(row) + "\n")
                 fh.flush()
@@ -280,6 +284,7 @@ def report(args) -> int:
                 "cex": int((g.status == "counterexample").sum()),
                 "median_s": round(g.t.median(), 3),
                 "p95_s": round(g.t.quantile(0.95), 3),
+                "domains_median": g.domains.median() if "domains" in g else None,
             }
         )
     table = pd.DataFrame(rows)
@@ -332,6 +337,7 @@ def main(argv=None) -> int:
     r.add_argument("--tag", default="run")
     r.add_argument("--nets", nargs="*", choices=list(NETWORKS))
     r.add_argument("--limit", type=int, default=0, help="instances per network (0: all)")
+    r.add_argument("--keys", nargs="*", help="only these instances (net/index/k)")
     r.add_argument("--options", nargs="*", help="backend='{json options}'")
     p = sub.add_parser("report")
     p.add_argument("--out", default="results/frontier")
