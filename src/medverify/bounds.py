@@ -446,7 +446,7 @@ class Batched:
             hidden.append((l_k, u_k))
         return hidden
 
-    def tighten(self, lo, hi, hidden, alphas=None):
+    def tighten(self, lo, hi, hidden, alphas=None, deadline=None):
         """Recompute, for a batch of domains with hidden bounds ``hidden`` (split neurons
         already clamped), the bounds of the neurons of layers >= 1 that are unstable in
         some domain, by one CROWN backward pass each (lower and upper), and intersect
@@ -454,7 +454,8 @@ class Batched:
         carries a split's effect into the later layers' bounds (which ``clamp_splits``
         alone does not). ``alphas[k]`` optional lower slopes (per hidden layer i < k,
         broadcastable to (B, 2 u_k, n_i)) of layer k's rows, e.g. ``root_alphas`` from
-        ``optimized_hidden``. Returns the new list of (lo, hi)."""
+        ``optimized_hidden``. Past ``deadline`` the remaining layers keep the given bounds
+        (still valid). Returns the new list of (lo, hi)."""
         torch = self.torch
         B = lo.shape[0]
         out = [hidden[0]]
@@ -462,6 +463,8 @@ class Batched:
         for k in range(1, len(hidden)):
             l_k, u_k = hidden[k]
             idx = ((l_k < 0) & (u_k > 0)).any(dim=0).nonzero().flatten()
+            if deadline is not None and time.perf_counter() > deadline:
+                idx = idx[:0]
             if len(idx):
                 w, b = self.layers[k]
                 A = torch.cat([w[idx], -w[idx]]).expand(B, -1, -1)
@@ -553,7 +556,7 @@ class Batched:
         elif inherit and parent is not None:
             hidden = self.clamp_splits(parent, splits)
             if refine:
-                hidden = self.tighten(lo, hi, hidden, self.hidden_alphas)
+                hidden = self.tighten(lo, hi, hidden, self.hidden_alphas, deadline)
         else:
             hidden = self.crown(lo, hi, splits, parent)[:-1]
         w, b = self.layers[-1]
