@@ -144,8 +144,12 @@ def test_merge_counts_faults_per_verifier(tmp_path, caplog):
 
 
 CHILD_SCRIPT = """
-import os, sys, time
+import os, signal, sys, time
 from medverify.runner import run_isolated
+
+# a job started from a terminal: SIGINT raises KeyboardInterrupt (a shell that starts the
+# test suite in the background hands its children SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def hang(path):
     with open(path, "w") as fh:
