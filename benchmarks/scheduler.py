@@ -9,7 +9,9 @@ each repetition, copies that working directory and runs the same crown verify ma
 milliseconds, so what is measured is the cost around each job) with ``--scheduler ilp``
 (Snakemake's default) and ``--scheduler greedy``, alternately, so both see the same load.
 Prints per run the wall time and the CPU seconds of Snakemake and every job it ran, per
-verify job, and the greedy/ilp ratios of the medians.
+verify job, and the greedy/ilp ratios of the medians. On a quiet 2-core machine
+(``--instances 40 --reps 2``): greedy/ilp 0.97 in wall and CPU time, 0.30-0.32 CPU s per
+verify job in all; the profiles keep the default (ilp).
 """
 
 from __future__ import annotations
