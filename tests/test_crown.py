@@ -209,6 +209,31 @@ def test_input_split_decides_six_parameters():
     _check_cex(p, r)
 
 
+def _net_near_its_threshold(rng, widths):
+    """A random net of ``widths`` on a random 3x3 image, its label there, and the
+    smallest linf k on a grid where sampling already finds a label change (120: none)."""
+    net = AffineNet(
+        [
+            (rng.normal(size=(o, i)) / np.sqrt(i), rng.normal(size=o) * 0.3)
+            for i, o in zip(widths[:-1], widths[1:], strict=True)
+        ]
+    )
+    img = rng.uniform(0.2, 0.8, (1, 3, 3))
+    label = int(np.argmax(net.forward(img.reshape(-1))))
+    k_star = next(
+        (
+            k
+            for k in np.linspace(2, 120, 60)
+            if (p := build_problem(net, img, label, "linf", k))
+            .margins(p.family.sample(400, rng))
+            .min()
+            < 0
+        ),
+        120.0,
+    )
+    return net, img, label, k_star
+
+
 def test_relu_split_agrees_with_milp_on_random_nets():
     """The complete ReLU-split path (intermediate alpha-CROWN root, beta-CROWN domains
     with inherited bounds, PGD and LP leaves) against the exact MILP on random nets at
@@ -223,25 +248,7 @@ def test_relu_split_agrees_with_milp_on_random_nets():
     agree = needed_split = 0
     for t in range(16):
         w = [9, int(rng.integers(5, 12)), int(rng.integers(5, 12)), 3]
-        net = AffineNet(
-            [
-                (rng.normal(size=(w[i + 1], w[i])) / np.sqrt(w[i]), rng.normal(size=w[i + 1]) * 0.3)
-                for i in range(3)
-            ]
-        )
-        img = rng.uniform(0.2, 0.8, (1, 3, 3))
-        label = int(np.argmax(net.forward(img.reshape(-1))))
-        k_star = next(
-            (
-                k
-                for k in np.linspace(2, 120, 60)
-                if (p := build_problem(net, img, label, "linf", k))
-                .margins(p.family.sample(400, rng))
-                .min()
-                < 0
-            ),
-            120.0,
-        )
+        net, img, label, k_star = _net_near_its_threshold(rng, w)
         p = build_problem(net, img, label, "linf", float(k_star * (0.7, 0.85, 1.0, 1.1)[t % 4]))
         ours = Verifier(input_split_max_dim=0, attack=bool(t % 2)).verify(p, 20)
         ref = Milp().verify(p, 20)
@@ -266,26 +273,7 @@ def test_per_margin_trees_with_refined_bounds_agree_with_milp():
     rng = np.random.default_rng(7)
     agree = split = trees = 0
     for t in range(10):
-        w = [9, 10, 10, 10, 4]
-        net = AffineNet(
-            [
-                (rng.normal(size=(w[i + 1], w[i])) / np.sqrt(w[i]), rng.normal(size=w[i + 1]) * 0.3)
-                for i in range(4)
-            ]
-        )
-        img = rng.uniform(0.2, 0.8, (1, 3, 3))
-        label = int(np.argmax(net.forward(img.reshape(-1))))
-        k_star = next(
-            (
-                k
-                for k in np.linspace(2, 120, 60)
-                if (p := build_problem(net, img, label, "linf", k))
-                .margins(p.family.sample(400, rng))
-                .min()
-                < 0
-            ),
-            120.0,
-        )
+        net, img, label, k_star = _net_near_its_threshold(rng, [9, 10, 10, 10, 4])
         p = build_problem(net, img, label, "linf", float(k_star * (0.75, 0.9, 1.1)[t % 3]))
         v = Verifier(input_split_max_dim=0, attack=bool(t % 2), inherit_bounds=True, refine=True)
         assert v.per_margin
