@@ -127,6 +127,38 @@ def test_split_domains_bound_their_own_points():
             assert np.all(lb[child].numpy() >= root.numpy() - 1e-9)
 
 
+def test_float32_search_returns_float64_bounds_that_hold():
+    """The alpha/beta search runs in float32 (``search_dtype``), but every bound
+    ``optimize`` returns is a float64 pass with the parameters found: it is float64, it
+    lies below every sampled output, it equals one fixed float64 pass with the kept
+    parameters where the search improved on plain CROWN, and it lands near the bound of
+    the same search run in float64."""
+    import torch
+
+    rng = np.random.default_rng(21)
+    for _ in range(4):
+        net = random_net(rng, [12, 24, 24, 4])
+        x = rng.uniform(0.2, 0.8, 12)
+        lo, hi = x - 0.15, x + 0.15
+        got = {}
+        for dtype in (torch.float32, torch.float64):
+            eng = bounds.Batched(net, lo, hi)
+            eng.search_dtype = dtype
+            hidden = eng.crown(eng.lo[None], eng.hi[None])[:-1]
+            w, b = eng.layers[-1]
+            plain = eng.margins_fixed(eng.lo[None], eng.hi[None], hidden, None)
+            lb, _, _ = eng.optimize(hidden, w[None], b[None], iters=40, stop_at=9e9)
+            assert lb.dtype == torch.float64
+            again = eng.margins_fixed(eng.lo[None], eng.hi[None], hidden, None, eng.last_alphas)
+            improved = lb > plain
+            assert improved.any()
+            assert torch.equal(lb[improved], again[improved])
+            got[dtype] = lb[0].numpy()
+        out_min = sampled_range(net, lo, hi, rng)[-1][0]
+        assert np.all(got[torch.float32] <= out_min + 1e-9)
+        assert np.allclose(got[torch.float32], got[torch.float64], rtol=0.02, atol=0.02)
+
+
 def test_crown_agrees_with_auto_lirpa_on_random_networks():
     """auto_LiRPA 0.3 (an independent implementation) as the reference for CROWN."""
     import torch

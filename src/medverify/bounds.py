@@ -269,6 +269,11 @@ class Batched:
         self.lo = torch.as_tensor(np.asarray(lower, np.float64))
         self.hi = torch.as_tensor(np.asarray(upper, np.float64))
         self.n_relu = len(self.layers) - 1
+        #: precision of the alpha/beta search in ``optimize`` (each bound it returns is
+        #: recomputed in float64 with the parameters found, so this choice costs no
+        #: soundness; float32 halves the cost of the search's passes)
+        self.search_dtype = torch.float32
+        self._cast: dict = {}
         self.last_alphas = self.last_betas = None
         #: per hidden layer, the optimised slopes of ``optimized_hidden``'s rows (see tighten)
         self.hidden_alphas = [None] * self.n_relu
@@ -346,6 +351,12 @@ class Batched:
             .requires_grad_()
             for i, r in enumerate(relax)
         ]
+        # the search runs in ``search_dtype``; its iterates only choose parameters
+        dt = self.search_dtype
+        cast = self._cast_layers(dt)
+        relax_s = [tuple(t.to(dt) if t.is_floating_point() else t for t in r) for r in relax]
+        A_s, c_s, lo_s, hi_s = (t.to(dt) for t in (A, c, lo, hi))
+        alphas = [a.detach().to(dt).requires_grad_() for a in alphas]
         has_split = [bool((s != 0).any()) for s in splits] if splits is not None else []
         betas = None
         params, lrs = list(alphas), [lr_alpha] * len(alphas)
@@ -355,7 +366,7 @@ class Batched:
                     (
                         torch.zeros_like(alphas[i])
                         if beta_init is None or beta_init[i] is None
-                        else beta_init[i].expand_as(alphas[i]).clone()
+                        else beta_init[i].to(dt).expand_as(alphas[i]).clone()
                     ).requires_grad_()
                     if has
                     else None
@@ -365,26 +376,26 @@ class Batched:
             params += [b for b in betas if b is not None]
             lrs += [lr_beta] * (len(params) - len(alphas))
             splits = [s.to(torch.float64) for s in splits]
+        splits_s = None if betas is None else [s.to(dt) for s in splits]
         # Adam by hand: torch.optim's first use costs seconds of imports per job
         keep = [q.detach().clone() for q in params]  # per row, the best bound's parameters
         m1 = [torch.zeros_like(q) for q in params]
         m2 = [torch.zeros_like(q) for q in params]
         last, stall = -float("inf"), 0
+        best_s = best.to(dt)
         for step in range(1, iters + 1):
             if deadline is not None and time.perf_counter() > deadline:
                 break
-            lb, Ax, kept_it = backward(self.layers, relax, k, A, c, lo, hi, alphas, betas, splits)
+            lb, _, _ = backward(cast, relax_s, k, A_s, c_s, lo_s, hi_s, alphas, betas, splits_s)
             with torch.no_grad():
-                better = lb > best
-                best = torch.where(better, lb, best)
-                best_A = torch.where(better.unsqueeze(-1), Ax, best_A)
+                better = lb > best_s
+                best_s = torch.where(better, lb, best_s)
                 for q, kq in zip(params, keep, strict=True):
                     kq.copy_(torch.where(better.unsqueeze(-1), q, kq))
-            kept = [a.detach() for a in kept_it]
-            open_ = best <= stop_at
+            open_ = best_s <= stop_at
             if not bool(open_.any()):
                 break
-            score = float(best.clamp(max=1.0).sum())
+            score = float(best_s.clamp(max=1.0).sum())
             if score > last + 1e-7 * (1 + abs(last)):
                 last, stall = score, 0
             else:
@@ -405,11 +416,29 @@ class Batched:
                 for b in betas or ():
                     if b is not None:
                         b.clamp_(min=0.0)
+        # the bound returned is the float64 pass with the best parameters found (any
+        # alpha in [0, 1] and beta >= 0 gives a valid bound), or the plain pass's if higher
+        keep = [q.to(torch.float64) for q in keep]
         self.last_alphas = keep[: len(alphas)]
         if betas is not None:
             it = iter(keep[len(alphas) :])
             self.last_betas = [next(it) if b is not None else None for b in betas]
-        return best.detach(), best_A.detach(), kept
+        with torch.no_grad():
+            lb, Ax, kept = backward(
+                self.layers, relax, k, A, c, lo, hi, self.last_alphas, self.last_betas, splits
+            )
+        better = lb > best
+        best = torch.where(better, lb, best)
+        best_A = torch.where(better.unsqueeze(-1), Ax, best_A)
+        return best, best_A, kept
+
+    def _cast_layers(self, dtype):
+        """The layers in ``dtype`` (cached)."""
+        if dtype == self.torch.float64:
+            return self.layers
+        if dtype not in self._cast:
+            self._cast[dtype] = [(w.to(dtype), b.to(dtype)) for w, b in self.layers]
+        return self._cast[dtype]
 
     def optimized_hidden(self, lo, hi, iters=20, deadline=None):
         """Bounds of every hidden layer for boxes (B, n0): CROWN, then for layers >= 1 the
@@ -508,26 +537,33 @@ class Batched:
             )
         return out
 
-    def margins_fixed(self, lo, hi, hidden, splits, alphas=None, betas=None):
+    def margins_fixed(self, lo, hi, hidden, splits, alphas=None, betas=None, dtype=None):
         """Lower bounds (B, m) of the output layer for domains with the given hidden
         bounds, slopes and split multipliers, not optimised: one batched backward pass
-        (e.g. to score branching candidates by their children's bounds)."""
+        (e.g. to score branching candidates by their children's bounds). ``dtype``: the
+        precision of the pass (float64 when None; a lower one only for heuristics)."""
         torch = self.torch
-        w, b = self.layers[-1]
+        dt = torch.float64 if dtype is None else dtype
+
+        def to(ts):
+            return None if ts is None else [None if t is None else t.to(dt) for t in ts]
+
+        layers = self._cast_layers(dt)
+        w, b = layers[-1]
         B = lo.shape[0]
-        relax = [relu_relaxation(l_i, torch.maximum(u_i, l_i)) for l_i, u_i in hidden]
-        sp = [s.to(torch.float64) for s in splits] if betas is not None else None
+        relax = [relu_relaxation(l_i.to(dt), torch.maximum(u_i, l_i).to(dt)) for l_i, u_i in hidden]
+        sp = to(splits) if betas is not None else None
         with torch.no_grad():
             lb, _, _ = backward(
-                self.layers,
+                layers,
                 relax,
                 len(hidden),
                 w.expand(B, *w.shape),
                 b.expand(B, *b.shape),
-                lo,
-                hi,
-                alphas,
-                betas,
+                lo.to(dt),
+                hi.to(dt),
+                to(alphas),
+                to(betas),
                 sp,
             )
         return lb

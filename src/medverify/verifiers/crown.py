@@ -117,6 +117,7 @@ class Verifier:
         prune_margins: bool = True,
         refine: bool | None = None,
         per_margin: bool = True,
+        search_float32: bool = True,
     ):
         self.attack = bool(attack)
         self.attack_restarts = int(attack_restarts)
@@ -154,6 +155,9 @@ class Verifier:
         self.refine = refine
         # ReLU split: one tree per open margin instead of one tree for all of them
         self.per_margin = bool(per_margin)
+        # alpha/beta search in float32 (about half the cost of a pass); every bound it
+        # returns is recomputed in float64 with the parameters found (bounds.Batched)
+        self.search_float32 = bool(search_float32)
 
     def tool_version(self) -> str:
         try:
@@ -215,7 +219,7 @@ class Verifier:
 
         # 2. alpha-CROWN on the whole box, intermediate layers included; these bounds are
         # the root of the branch and bound (every domain intersects with them)
-        eng = bounds.Batched(margin, problem.lower, problem.upper)
+        eng = self._engine(margin, problem.lower, problem.upper)
         root = None
         self._root_alphas = None
         if self.alpha and margin.relu_count:
@@ -292,9 +296,16 @@ class Verifier:
         sub = AffineNet([*margin.layers[:-1], (w[rows], b[rows])])
         if root_alphas is not None:
             self._root_alphas = [a[:, rows] for a in root_alphas]
-        sub_eng = bounds.Batched(sub, eng.lo.numpy(), eng.hi.numpy())
+        sub_eng = self._engine(sub, eng.lo.numpy(), eng.hi.numpy())
         sub_eng.hidden_alphas = eng.hidden_alphas  # the hidden layers are the same
         return sub, sub_eng
+
+    def _engine(self, net, lower, upper):
+        import torch
+
+        eng = bounds.Batched(net, lower, upper)
+        eng.search_dtype = torch.float32 if self.search_float32 else torch.float64
+        return eng
 
     # ------------------------------------------------------------------------------
     def _robust(self, bound, method, stats):
@@ -391,8 +402,13 @@ class Verifier:
         undecided = 0
         visited = 0
         rounds = 0
+        last_round = 0.0  # seconds the last round took
         while pending:
-            if time.perf_counter() > deadline:
+            t_round = time.perf_counter()
+            # a round stops at the deadline only between its steps, so the next one starts
+            # only if a round as long as the last still fits (a job under load overran
+            # its hard kill otherwise)
+            if t_round + last_round > deadline:
                 break
             rounds += 1
             B = len(pending)
@@ -481,6 +497,9 @@ class Verifier:
                     heap,
                     (float(lb_min[d]), next(counter), dom_splits, dom_bounds, score, dom_a, dom_b),
                 )
+            last_round = time.perf_counter() - t_round
+            if time.perf_counter() > deadline:
+                break  # the open domains stay on the heap: a timeout
             # expand the worst domains
             n_par = max(1, self.batch_size // 2)
             parents = [heapq.heappop(heap) for _ in range(min(n_par, len(heap)))]
@@ -573,7 +592,13 @@ class Verifier:
             ]
         n = len(idx)
         lb = eng.margins_fixed(
-            eng.lo.expand(n, -1), eng.hi.expand(n, -1), hidden, splits, alphas, betas
+            eng.lo.expand(n, -1),
+            eng.hi.expand(n, -1),
+            hidden,
+            splits,
+            alphas,
+            betas,
+            dtype=eng.search_dtype,  # a score only: the search's precision
         )
         pair = lb.min(dim=1).values.view(-1, 2)
         score = (pair.min(dim=1).values + 1e-3 * pair.max(dim=1).values).tolist()
