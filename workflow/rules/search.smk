@@ -57,7 +57,7 @@ rule search:
         "results/benchmarks/{dataset}/{model}/search/{family}/{verifier}/{method}/{split}/{slot}.tsv"
     conda:
         verifier_env
-    threads: 1
+    threads: config["verify_threads"]
     resources:
         runtime=lambda w: SEARCH["job_runtime_min"],
         mem_mb=verify_mem_mb,

@@ -6,10 +6,11 @@ import logging
 from medverify.pipeline import rule_log
 
 with rule_log(snakemake.log[0], "verify"):
-    from medverify import pipeline
+    from medverify import pipeline, verifiers
     from medverify.results import Question
 
-    question = Question.of_job(dict(snakemake.wildcards.items()), snakemake.params.timeout_s)
+    w = snakemake.wildcards
+    question = Question.of_job(dict(w.items()), snakemake.params.timeout_s)
     record = pipeline.verify_slot(
         question,
         snakemake.params.data_dir,
@@ -17,7 +18,7 @@ with rule_log(snakemake.log[0], "verify"):
         snakemake.input.instances,
         snakemake.output.record,
         channels=snakemake.params.channels,
-        options=dict(snakemake.params.options),
+        options=verifiers.with_threads(w.verifier, snakemake.params.options, snakemake.threads),
         mem_limit_mb=snakemake.resources.mem_mb,
     )
     logging.info("%s: %s", record.status, record.message)
