@@ -275,7 +275,7 @@ def figures(
             f"{ds}_{row['model']}_{row['family']}_k{row['magnitude_k']:g}_"
             f"{row['verifier']}_i{int(row['index'])}.png"
         )
-        plots.save(fig, out_dir / name)
+        plots.save(fig, out_dir / name, tight=False)
     if len(cex) > max_counterexamples:
         log.warning("drew %d of %d counterexamples", max_counterexamples, len(cex))
 

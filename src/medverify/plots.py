@@ -23,10 +23,12 @@ STATUS_COLORS = dict(
 )
 
 
-def save(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
+def save(fig, path: str | os.PathLike, dpi: int = 120, tight: bool = True) -> Path:
+    """Write and close ``fig``; ``tight=False`` keeps the figure's own layout (one render
+    instead of two: for figures drawn by the hundred with a fixed layout)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return path
 
@@ -187,7 +189,9 @@ def example_images(
 
 
 def counterexample(original: np.ndarray, perturbed: np.ndarray, record: Mapping):
-    """Image, perturbed image, and their difference (averaged over channels)."""
+    """Image, perturbed image, and their difference (averaged over channels), on a fixed
+    layout (no ``tight_layout``: the figures rule draws one per counterexample, up to
+    hundreds; save with ``tight=False``)."""
     diff = np.asarray(perturbed, dtype=np.float64) - np.asarray(original, dtype=np.float64)
     diff2d = diff.reshape(-1, diff.shape[-2], diff.shape[-1]).mean(axis=0)
     lim = max(float(np.abs(diff2d).max()), 1e-6)
@@ -207,7 +211,7 @@ def counterexample(original: np.ndarray, perturbed: np.ndarray, record: Mapping)
         f"k={float(record.get('magnitude_k', 0)):g}, {record.get('verifier')}",
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.88, bottom=0.03, top=0.8, wspace=0.12)
     return fig
 
 
