@@ -138,6 +138,24 @@ def test_train_vs_test_and_spearman():
         plt.close(fig)
 
 
+def test_twin_shift_pairs_each_model_with_its_pgd_twin():
+    a = _lognormal(80, np.log(0.02), 0.3, 8)
+    recs = _records(a) + _records(a * 2.5, model="mlp_pgd", censored={0, 1})
+    recs += _records(a, model="cnn3") + _records(a * 1.01, model="cnn3_pgd")
+    recs += _records(a, model="lone")  # no twin: no row
+    df = stats.search_frame(recs)
+    t = stats.twin_shift(df).set_index("model")
+    assert sorted(t.index) == ["cnn3", "mlp"]
+    assert t.loc["mlp", "twin"] == "mlp_pgd" and t.loc["mlp", "reject"]
+    assert (t.loc["mlp", "n_plain"], t.loc["mlp", "n_twin"]) == (80, 78)  # censored left out
+    assert 2.3 < t.loc["mlp", "median_ratio"] < 2.7
+    assert not t.loc["cnn3", "reject"]
+    fig = plots.critical_twins(df)
+    assert len([ax for ax in fig.axes if ax.get_title()]) == 2  # one panel per twin pair
+    plt.close(fig)
+    assert stats.twin_shift(stats.search_frame(_records(a))).empty
+
+
 def test_counterexample_labels_table():
     recs = _records([0.05, 0.06, 0.07, 0.08], labels=[1, 2, 2, 1], beyond={3})
     table = stats.counterexample_labels(stats.search_frame(recs))

@@ -229,6 +229,40 @@ def train_vs_test(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*cols, "median_test", "median_train"])
 
 
+def twin_shift(df: pd.DataFrame) -> pd.DataFrame:
+    """Each plain model against its PGD-trained twin (``<model>_pgd``): two-sample KS of
+    the point values per dataset, family, verifier, method and split, with both medians
+    and their ratio (twin / plain). Censored searches and those robust at the top of the
+    range have no point value and are left out (``n_*`` counts the point values used)."""
+    from .pipeline import ADVERSARIAL_SUFFIX, split_model_name
+
+    keys = ["dataset", "family", "verifier", "method", "split"]
+    rows = []
+    for key, g in df.groupby(keys, sort=True):
+        for plain in sorted(set(g["model"])):
+            twin = plain + ADVERSARIAL_SUFFIX
+            if split_model_name(plain)[1] or twin not in set(g["model"]):
+                continue
+            a = g[g["model"] == plain]["critical"].dropna().to_numpy(dtype=float)
+            b = g[g["model"] == twin]["critical"].dropna().to_numpy(dtype=float)
+            row = dict(zip(keys, key, strict=True), model=plain, twin=twin)
+            row.update(n_plain=len(a), n_twin=len(b))
+            if len(a) and len(b):
+                t = stats.ks_2samp(a, b)
+                row.update(
+                    ks_statistic=float(t.statistic),
+                    ks_pvalue=float(t.pvalue),
+                    reject=bool(t.pvalue < ALPHA),
+                    median_plain=float(np.median(a)),
+                    median_twin=float(np.median(b)),
+                    median_ratio=float(np.median(b) / np.median(a)),
+                )
+            rows.append(row)
+    cols = [*keys, "model", "twin", "n_plain", "n_twin", "ks_statistic", "ks_pvalue"]
+    cols += ["reject", "median_plain", "median_twin", "median_ratio"]
+    return pd.DataFrame(rows, columns=cols)
+
+
 def paired_models(df: pd.DataFrame) -> pd.DataFrame:
     """Point values of every model pair on the same image (dataset, family, verifier,
     method, split, index), one row per pair and image."""
@@ -294,9 +328,12 @@ def report(
     out_beta_eps: str | None = None,
     out_beta_pairs: str | None = None,
     out_beta_figure: str | None = None,
+    out_twins: str | None = None,
+    out_twins_figure: str | None = None,
 ) -> None:
     """The search statistics rule: tables and figures from critical_eps.csv (and the
-    critical-beta vs critical-eps outputs when their paths are given)."""
+    critical-beta vs critical-eps outputs, the plain vs PGD twin table and figure, when
+    their paths are given)."""
     from . import plots
 
     df = pd.read_csv(critical_csv)
@@ -309,6 +346,9 @@ def report(
     plots.save(plots.critical_scatter(paired_models(df)), out_scatter)
     if out_beta_eps:
         beta_eps(critical_csv, out_beta_eps, out_beta_pairs, out_beta_figure)
+    if out_twins:
+        twin_shift(df).to_csv(out_twins, index=False)
+        plots.save(plots.critical_twins(df), out_twins_figure)
 
 
 # --- coupled brightness against L-infinity, per input ------------------------------------

@@ -89,7 +89,8 @@ rule search_merge:
 rule search_stats:
     """Log-normal fits with KS tests, train vs test, cross-model Spearman, counterexample
     labels; ECDF, violin and scatter figures; critical brightness beside critical L-inf
-    per input (quartiles, order check, figure)."""
+    per input (quartiles, order check, figure); each plain model against its PGD twin
+    (KS table, ECDF figure)."""
     input:
         table=rules.search_merge.output.table,
     output:
@@ -141,6 +142,16 @@ rule search_stats:
         beta_figure=report(
             "results/figures/critical_beta_eps.png",
             caption="../report/critical_beta_eps.rst",
+            category="Robustness distributions",
+        ),
+        twins=report(
+            "results/tables/critical_twins.csv",
+            caption="../report/critical_twins_table.rst",
+            category="Robustness distributions",
+        ),
+        twins_figure=report(
+            "results/figures/critical_twins.png",
+            caption="../report/critical_twins.rst",
             category="Robustness distributions",
         ),
     log:

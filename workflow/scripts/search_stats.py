@@ -18,4 +18,6 @@ with rule_log(snakemake.log[0], "search_stats"):
         out_beta_eps=out.beta_eps,
         out_beta_pairs=out.beta_pairs,
         out_beta_figure=out.beta_figure,
+        out_twins=out.twins,
+        out_twins_figure=out.twins_figure,
     )
