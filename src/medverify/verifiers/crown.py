@@ -402,13 +402,13 @@ class Verifier:
         undecided = 0
         visited = 0
         rounds = 0
-        last_round = 0.0  # seconds the last round took
+        per_domain = 0.0  # seconds per domain of the last round
         while pending:
             t_round = time.perf_counter()
             # a round stops at the deadline only between its steps, so the next one starts
-            # only if a round as long as the last still fits (a job under load overran
-            # its hard kill otherwise)
-            if t_round + last_round > deadline:
+            # only if it fits at the last round's pace (a job under load overran its hard
+            # kill otherwise); near the deadline the rounds shrink instead (below)
+            if t_round + per_domain * len(pending) > deadline:
                 break
             rounds += 1
             B = len(pending)
@@ -497,11 +497,13 @@ class Verifier:
                     heap,
                     (float(lb_min[d]), next(counter), dom_splits, dom_bounds, score, dom_a, dom_b),
                 )
-            last_round = time.perf_counter() - t_round
-            if time.perf_counter() > deadline:
+            now = time.perf_counter()
+            per_domain = (now - t_round) / B
+            if now > deadline:
                 break  # the open domains stay on the heap: a timeout
-            # expand the worst domains
+            # expand the worst domains, as many as fit before the deadline at this pace
             n_par = max(1, self.batch_size // 2)
+            n_par = max(1, min(n_par, int(0.8 * (deadline - now) / (2 * per_domain))))
             parents = [heapq.heappop(heap) for _ in range(min(n_par, len(heap)))]
             for par, (layer, idx) in zip(parents, self._choose(eng, parents), strict=True):
                 _, _, dom_splits, dom_bounds, _, dom_a, dom_b = par
