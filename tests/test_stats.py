@@ -150,6 +150,11 @@ def test_twin_shift_pairs_each_model_with_its_pgd_twin():
     assert (t.loc["mlp", "n_plain"], t.loc["mlp", "n_twin"]) == (80, 78)  # censored left out
     assert 2.3 < t.loc["mlp", "median_ratio"] < 2.7
     assert not t.loc["cnn3", "reject"]
+    # the lower ends count every search, the censored ones too (their lower end is 5
+    # grid steps below): still a shift of about 2.5x
+    assert (t.loc["mlp", "n_lower_plain"], t.loc["mlp", "n_lower_twin"]) == (80, 80)
+    assert t.loc["mlp", "reject_lower"] and 2.2 < t.loc["mlp", "median_ratio_lower"] < 2.7
+    assert not t.loc["cnn3", "reject_lower"]
     fig = plots.critical_twins(df)
     assert len([ax for ax in fig.axes if ax.get_title()]) == 2  # one panel per twin pair
     plt.close(fig)

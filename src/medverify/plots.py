@@ -270,20 +270,20 @@ def critical_violin(df: pd.DataFrame):
 
 
 def critical_twins(df: pd.DataFrame):
-    """ECDF of critical eps (x255, log) of each plain model beside its PGD-trained twin,
-    one panel per dataset, model, family and split (stats.twin_shift has the KS rows)."""
+    """ECDF of the largest magnitude proven robust (``eps_robust`` x255: every search has
+    one, censored or not) of each plain model beside its PGD-trained twin, one panel per
+    dataset, model, family and split (stats.twin_shift has the KS rows)."""
     from .pipeline import ADVERSARIAL_SUFFIX, split_model_name
 
-    d = df.dropna(subset=["critical"])
-    base = d["model"].map(lambda m: split_model_name(m)[0])
-    twins = {b for b, m in zip(base, d["model"], strict=True) if m == b + ADVERSARIAL_SUFFIX}
-    d = d.assign(base=base)[base.isin(twins)]
+    base = df["model"].map(lambda m: split_model_name(m)[0])
+    twins = {b for b, m in zip(base, df["model"], strict=True) if m == b + ADVERSARIAL_SUFFIX}
+    d = df.assign(base=base)[base.isin(twins)]
     if d.empty:
-        return note("no model has a PGD-trained twin with point values")
+        return note("no model has a PGD-trained twin")
     sns.set_theme(style="whitegrid", context="paper")
     d = d.assign(
         panel=d["dataset"] + "/" + d["base"] + ", " + d["family"] + " (" + d["split"] + ")",
-        critical_255=d["critical"] * 255,
+        lower_255=d["eps_robust"].astype(float).fillna(0.0) * 255,
     )
     panels = _order(d["panel"])
     cols = min(4, len(panels))
@@ -293,9 +293,8 @@ def critical_twins(df: pd.DataFrame):
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels, strict=False):
         sub = d[d["panel"] == panel]
-        sns.ecdfplot(data=sub, x="critical_255", hue="model", ax=ax)
-        ax.set_xscale("log")
-        ax.set_xlabel("critical eps (x 1/255, log scale)")
+        sns.ecdfplot(data=sub, x="lower_255", hue="model", ax=ax)
+        ax.set_xlabel("largest eps proven robust (x 1/255)")
         ax.set_title(panel, fontsize=8)
     fig.tight_layout()
     return fig

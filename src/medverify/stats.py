@@ -230,11 +230,32 @@ def train_vs_test(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def twin_shift(df: pd.DataFrame) -> pd.DataFrame:
-    """Each plain model against its PGD-trained twin (``<model>_pgd``): two-sample KS of
-    the point values per dataset, family, verifier, method and split, with both medians
-    and their ratio (twin / plain). Censored searches and those robust at the top of the
-    range have no point value and are left out (``n_*`` counts the point values used)."""
+    """Each plain model against its PGD-trained twin (``<model>_pgd``) per dataset, family,
+    verifier, method and split, by two two-sample KS tests:
+
+    - on the point values (``n_*``, ``ks_*``, medians and their ratio twin / plain).
+      Censored searches and those robust at the top of the range have none and are left
+      out, so when the twin is censored more often (it is more robust, its probes are
+      harder) this sample keeps its least robust inputs only;
+    - on the lower ends ``eps_robust`` (``*_lower``): the largest magnitude proven robust,
+      which every search has (0 when none was proven), censored or not. It compares the
+      certified robustness of every input, a conservative view of the shift."""
     from .pipeline import ADVERSARIAL_SUFFIX, split_model_name
+
+    def ks(a, b, suffix):
+        if not (len(a) and len(b)):
+            return {}
+        t = stats.ks_2samp(a, b)
+        return {
+            f"ks_statistic{suffix}": float(t.statistic),
+            f"ks_pvalue{suffix}": float(t.pvalue),
+            f"reject{suffix}": bool(t.pvalue < ALPHA),
+            f"median_plain{suffix}": float(np.median(a)),
+            f"median_twin{suffix}": float(np.median(b)),
+            f"median_ratio{suffix}": float(np.median(b) / np.median(a))
+            if np.median(a) > 0
+            else np.nan,
+        }
 
     keys = ["dataset", "family", "verifier", "method", "split"]
     rows = []
@@ -243,23 +264,19 @@ def twin_shift(df: pd.DataFrame) -> pd.DataFrame:
             twin = plain + ADVERSARIAL_SUFFIX
             if split_model_name(plain)[1] or twin not in set(g["model"]):
                 continue
-            a = g[g["model"] == plain]["critical"].dropna().to_numpy(dtype=float)
-            b = g[g["model"] == twin]["critical"].dropna().to_numpy(dtype=float)
+            a, b = g[g["model"] == plain], g[g["model"] == twin]
+            pa = a["critical"].dropna().to_numpy(dtype=float)
+            pb = b["critical"].dropna().to_numpy(dtype=float)
+            la = a["eps_robust"].astype(float).fillna(0.0).to_numpy()
+            lb = b["eps_robust"].astype(float).fillna(0.0).to_numpy()
             row = dict(zip(keys, key, strict=True), model=plain, twin=twin)
-            row.update(n_plain=len(a), n_twin=len(b))
-            if len(a) and len(b):
-                t = stats.ks_2samp(a, b)
-                row.update(
-                    ks_statistic=float(t.statistic),
-                    ks_pvalue=float(t.pvalue),
-                    reject=bool(t.pvalue < ALPHA),
-                    median_plain=float(np.median(a)),
-                    median_twin=float(np.median(b)),
-                    median_ratio=float(np.median(b) / np.median(a)),
-                )
+            row.update(n_plain=len(pa), n_twin=len(pb), n_lower_plain=len(la), n_lower_twin=len(lb))
+            row.update(ks(pa, pb, ""))
+            row.update(ks(la, lb, "_lower"))
             rows.append(row)
-    cols = [*keys, "model", "twin", "n_plain", "n_twin", "ks_statistic", "ks_pvalue"]
-    cols += ["reject", "median_plain", "median_twin", "median_ratio"]
+    stat = ["ks_statistic", "ks_pvalue", "reject", "median_plain", "median_twin", "median_ratio"]
+    cols = [*keys, "model", "twin", "n_plain", "n_twin", *stat]
+    cols += ["n_lower_plain", "n_lower_twin", *(f"{c}_lower" for c in stat)]
     return pd.DataFrame(rows, columns=cols)
 
 
