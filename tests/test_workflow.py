@@ -80,23 +80,6 @@ def test_dry_run_leaves_out_linf_for_exact(tmp_path):
     assert "/linf/4/exact/" not in proc.stdout and "/brightness/4/exact/" in proc.stdout
 
 
-def test_verify_threads_reach_the_jobs_and_the_backends_that_take_them(tmp_path):
-    from medverify import verifiers
-
-    proc = snakemake("-n", "--config", "verify_threads=2", workdir=tmp_path, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    jobs = proc.stdout.split("rule ")
-    verify_jobs = [j for j in jobs if j.startswith("verify:")]
-    assert verify_jobs and all("threads: 2" in j for j in verify_jobs)
-    assert all("threads: 2" in j for j in jobs if j.startswith("search:"))
-    # the scripts hand the job's threads to backends with a `threads` option
-    assert verifiers.with_threads("crown", {}, 2) == {"threads": 2}
-    assert verifiers.with_threads("milp", {"solver": "highs"}, 2)["threads"] == 2
-    assert verifiers.with_threads("crown", {"threads": 1}, 2) == {"threads": 1}
-    assert verifiers.with_threads("marabou", {}, 2) == {}
-    assert verifiers.with_threads("exact", {}, 2) == {}
-
-
 def test_nested_config_overrides_keep_their_types(tmp_path):
     """Snakemake reads nested --config values as strings ('false', '4'); they are typed."""
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())

@@ -57,7 +57,7 @@ rule search:
         "results/benchmarks/{dataset}/{model}/search/{family}/{verifier}/{method}/{split}/{slot}.tsv"
     conda:
         verifier_env
-    threads: config["verify_threads"]
+    threads: 1
     resources:
         runtime=lambda w: SEARCH["job_runtime_min"],
         mem_mb=verify_mem_mb,

@@ -18,7 +18,7 @@ rule verify:
         "results/benchmarks/{dataset}/{model}/verify/{family}/{k}/{verifier}/{strategy}/{slot}.tsv"
     conda:
         verifier_env
-    threads: config["verify_threads"]
+    threads: 1
     resources:
         runtime=verify_runtime,
         mem_mb=verify_mem_mb,

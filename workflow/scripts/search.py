@@ -6,7 +6,7 @@ import logging
 from medverify.pipeline import rule_log
 
 with rule_log(snakemake.log[0], "search"):
-    from medverify import search, verifiers
+    from medverify import search
     from medverify.results import Question
 
     w = snakemake.wildcards
@@ -21,7 +21,7 @@ with rule_log(snakemake.log[0], "search"):
         grid=search.Grid(float(snakemake.params.max_eps), float(snakemake.params.resolution)),
         method=w.method,
         channels=snakemake.params.channels,
-        options=verifiers.with_threads(w.verifier, snakemake.params.options, snakemake.threads),
+        options=dict(snakemake.params.options),
         cache_dir=snakemake.params.cache,
     )
     logging.info("%s", search.bracket_line(record))

@@ -6,11 +6,10 @@ import logging
 from medverify.pipeline import rule_log
 
 with rule_log(snakemake.log[0], "verify"):
-    from medverify import pipeline, verifiers
+    from medverify import pipeline
     from medverify.results import Question
 
-    w = snakemake.wildcards
-    question = Question.of_job(dict(w.items()), snakemake.params.timeout_s)
+    question = Question.of_job(dict(snakemake.wildcards.items()), snakemake.params.timeout_s)
     record = pipeline.verify_slot(
         question,
         snakemake.params.data_dir,
@@ -18,7 +17,7 @@ with rule_log(snakemake.log[0], "verify"):
         snakemake.input.instances,
         snakemake.output.record,
         channels=snakemake.params.channels,
-        options=verifiers.with_threads(w.verifier, snakemake.params.options, snakemake.threads),
+        options=dict(snakemake.params.options),
         mem_limit_mb=snakemake.resources.mem_mb,
     )
     logging.info("%s: %s", record.status, record.message)

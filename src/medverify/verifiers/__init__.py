@@ -21,7 +21,7 @@ from .base import Problem, Result
 
 BACKENDS = ("marabou", "crown", "milp", "exact", "abcrown")
 
-__all__ = ["BACKENDS", "Problem", "Result", "backend_class", "conda_env", "get", "with_threads"]
+__all__ = ["BACKENDS", "Problem", "Result", "backend_class", "conda_env", "get"]
 
 
 def backend_class(name: str):
@@ -39,14 +39,3 @@ def get(name: str, **options):
 def conda_env(name: str) -> str:
     """The conda env of a backend's jobs (``envs/<name>.yaml``, rule ``verify --use-conda``)."""
     return backend_class(name).conda_env
-
-
-def with_threads(name: str, options: dict, threads: int) -> dict:
-    """``options`` plus ``threads`` (a job's thread count, the rule's ``threads:``) when the
-    backend takes a ``threads`` option and ``options`` does not set it already."""
-    import inspect
-
-    out = dict(options)
-    if "threads" not in out and "threads" in inspect.signature(backend_class(name)).parameters:
-        out["threads"] = int(threads)
-    return out
