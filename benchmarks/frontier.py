@@ -2,7 +2,9 @@
 
     python benchmarks/frontier.py build --out results/frontier --inputs 50
     python benchmarks/frontier.py run --out results/frontier --backends crown milp marabou \
-        --timeout 60 [--tag after] [--options crown='{"threads": 2}']
+        --timeout 60 [--tag after] [--options crown='{"fsb_k": 8}']
+    python benchmarks/frontier.py one --out results/frontier --key NET/INDEX/K \
+        [--timeout 60] [--options '{"fsb_k": 8}']
     python benchmarks/frontier.py report --out results/frontier [--tags before after]
 
 ``build``: for each network (``--nets``, default all five of ``NETWORKS``; trained with
@@ -20,6 +22,9 @@ onnxruntime replay), appending one JSON line per (instance, backend) to
 ``runs/<tag>.jsonl`` (resumable: pairs already there are skipped). ``--limit`` caps the
 instances per network (e.g. for the slow backends), ``--keys`` selects instances by key
 (``net/index/k``).
+
+``one``: one instance (``--key``) with crown in this process, options as JSON
+(``--options '{"fsb_k": 8}'``): status, domains, CPU and wall seconds on one line.
 
 ``report``: per network and backend (and tag): decided count and share, median and p95
 time (undecided count as the timeout), median branch-and-bound domains (crown), and the crown/marabou and crown/milp ratios of
@@ -188,9 +193,56 @@ def _key(inst):
     return f"{inst['net']}/{inst['index']}/{inst['k']:g}"
 
 
-def run(args) -> int:
+def _problem(out: Path, inst: dict, cache: dict):
+    """The instance's Problem and the network's onnxruntime classifier (networks and
+    test sets cached per network in ``cache``)."""
     from medverify import data, onnx_io
-    from medverify.verify import build_problem, run_verifier
+    from medverify.verify import build_problem
+
+    name = inst["net"]
+    if name not in cache:
+        dataset, data_dir, _, channels = NETWORKS[name]
+        test = data.load(dataset, data_dir, channels=channels, md5=_md5(dataset), splits=("test",))
+        onnx = out / inst["onnx"]
+        cache[name] = (onnx_io.load_affine(onnx), onnx_io.OrtClassifier(onnx), test["test"])
+    net, ort, test = cache[name]
+    return build_problem(net, test.images[inst["index"]], inst["label"], "linf", inst["k"]), ort
+
+
+def one(args) -> int:
+    """One instance, crown in this process (no fork): status, domains, CPU and wall
+    seconds, per-margin trees, as one JSON line (for side-by-side option comparisons)."""
+    from medverify.verifiers import get
+
+    out = Path(args.out)
+    found = [i for i in json.loads((out / "instances.json").read_text()) if _key(i) == args.key]
+    if not found:
+        print(
+            f"frontier one: no instance {args.key!r} in {out / 'instances.json'}", file=sys.stderr
+        )
+        return 2
+    problem, _ = _problem(out, found[0], {})
+    options = json.loads(args.options)
+    backend = get("crown", **options)
+    c0, w0 = time.process_time(), time.perf_counter()
+    res = backend.verify(problem, args.timeout)
+    st = res.stats or {}
+    row = {
+        "key": args.key,
+        "options": options,
+        "status": res.status,
+        "domains": st.get("domains"),
+        "cpu_s": round(time.process_time() - c0, 2),
+        "wall_s": round(time.perf_counter() - w0, 2),
+        "trees": st.get("bab_trees"),
+        "worst_open_bound": st.get("worst_open_bound"),
+    }
+    print(json.dumps(row), flush=True)
+    return 0
+
+
+def run(args) -> int:
+    from medverify.verify import run_verifier
 
     out = Path(args.out)
     instances = json.loads((out / "instances.json").read_text())
@@ -216,17 +268,7 @@ def run(args) -> int:
             per_net[name] = per_net.get(name, 0) + 1
             if args.limit and per_net[name] > args.limit:
                 continue
-            if name not in cache:
-                dataset, data_dir, _, channels = NETWORKS[name]
-                test = data.load(
-                    dataset, data_dir, channels=channels, md5=_md5(dataset), splits=("test",)
-                )["test"]
-                onnx = out / inst["onnx"]
-                cache[name] = (onnx_io.load_affine(onnx), onnx_io.OrtClassifier(onnx), test)
-            net, ort, test = cache[name]
-            problem = build_problem(
-                net, test.images[inst["index"]], inst["label"], "linf", inst["k"]
-            )
+            problem, ort = _problem(out, inst, cache)
             for backend in args.backends:
                 if (_key(inst), backend) in done:
                     continue
@@ -339,11 +381,16 @@ def main(argv=None) -> int:
     r.add_argument("--limit", type=int, default=0, help="instances per network (0: all)")
     r.add_argument("--keys", nargs="*", help="only these instances (net/index/k)")
     r.add_argument("--options", nargs="*", help="backend='{json options}'")
+    o = sub.add_parser("one")
+    o.add_argument("--out", default="results/frontier")
+    o.add_argument("--key", required=True, help="net/index/k")
+    o.add_argument("--timeout", type=float, default=60.0)
+    o.add_argument("--options", default="{}", help="crown options as JSON")
     p = sub.add_parser("report")
     p.add_argument("--out", default="results/frontier")
     p.add_argument("--tags", nargs="*")
     args = ap.parse_args(argv)
-    return {"build": build, "run": run, "report": report}[args.cmd](args)
+    return {"build": build, "run": run, "one": one, "report": report}[args.cmd](args)
 
 
 if __name__ == "__main__":
