@@ -68,6 +68,17 @@ def split_model_name(name: str) -> tuple[str, bool]:
     return name, False
 
 
+def twin_pairs(models) -> list[tuple[str, str]]:
+    """(plain model, its PGD twin) for every plain model of ``models`` whose twin is
+    there too, sorted by the plain name."""
+    names = set(models)
+    return [
+        (m, m + ADVERSARIAL_SUFFIX)
+        for m in sorted(names)
+        if not split_model_name(m)[1] and m + ADVERSARIAL_SUFFIX in names
+    ]
+
+
 def train_and_export(
     dataset: str,
     data_dir: str,

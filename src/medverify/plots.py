@@ -273,17 +273,26 @@ def critical_twins(df: pd.DataFrame):
     """ECDF of the largest magnitude proven robust (``eps_robust`` x255: every search has
     one, censored or not) of each plain model beside its PGD-trained twin, one panel per
     dataset, model, family and split (stats.twin_shift has the KS rows)."""
-    from .pipeline import ADVERSARIAL_SUFFIX, split_model_name
+    from .pipeline import twin_pairs
+    from .stats import lower_ends
 
-    base = df["model"].map(lambda m: split_model_name(m)[0])
-    twins = {b for b, m in zip(base, df["model"], strict=True) if m == b + ADVERSARIAL_SUFFIX}
-    d = df.assign(base=base)[base.isin(twins)]
+    base = {}  # model -> its plain model, for both members of every twin pair
+    for plain, twin in twin_pairs(df["model"]):
+        base[plain] = base[twin] = plain
+    d = df[df["model"].isin(base)]
     if d.empty:
         return note("no model has a PGD-trained twin")
     sns.set_theme(style="whitegrid", context="paper")
     d = d.assign(
-        panel=d["dataset"] + "/" + d["base"] + ", " + d["family"] + " (" + d["split"] + ")",
-        lower_255=d["eps_robust"].astype(float).fillna(0.0) * 255,
+        panel=d["dataset"]
+        + "/"
+        + d["model"].map(base)
+        + ", "
+        + d["family"]
+        + " ("
+        + d["split"]
+        + ")",
+        lower_255=lower_ends(d["eps_robust"]) * 255,
     )
     panels = _order(d["panel"])
     cols = min(4, len(panels))

@@ -189,7 +189,7 @@ def lognormal_fit(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             grid_pvalue=grid_p,
             grid_reject=bool(grid_p < ALPHA) if np.isfinite(grid_p) else None,
         )
-        lo = g["eps_robust"].astype(float).fillna(0.0).to_numpy()
+        lo = lower_ends(g["eps_robust"])
         hi = g["eps_counterexample"].astype(float).fillna(np.inf).to_numpy()
         usable = (lo > 0) | np.isfinite(hi)
         finite = usable & np.isfinite(hi) & (hi > 0)
@@ -208,6 +208,28 @@ def lognormal_fit(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def lower_ends(eps_robust: pd.Series) -> np.ndarray:
+    """The largest magnitude each search proved robust (0 when it proved none): defined
+    for every search, censored or not."""
+    return eps_robust.astype(float).fillna(0.0).to_numpy()
+
+
+def _ks_columns(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, suffix: str = ""):
+    """Two-sample KS of samples ``a`` and ``b``: statistic, p-value, decision at ALPHA and
+    both medians (``median_<name>``), each column name ending in ``suffix``; nothing
+    when a sample is empty."""
+    if not (len(a) and len(b)):
+        return {}
+    t = stats.ks_2samp(a, b)
+    return {
+        f"ks_statistic{suffix}": float(t.statistic),
+        f"ks_pvalue{suffix}": float(t.pvalue),
+        f"reject{suffix}": bool(t.pvalue < ALPHA),
+        f"median_{name_a}{suffix}": float(np.median(a)),
+        f"median_{name_b}{suffix}": float(np.median(b)),
+    }
+
+
 def train_vs_test(df: pd.DataFrame) -> pd.DataFrame:
     """Two-sample KS of the point values, train split against test split, per model."""
     rows = []
@@ -215,15 +237,7 @@ def train_vs_test(df: pd.DataFrame) -> pd.DataFrame:
         a = g[g["split"] == "test"]["critical"].dropna().to_numpy(dtype=float)
         b = g[g["split"] == "train"]["critical"].dropna().to_numpy(dtype=float)
         row = dict(zip(GROUP, key, strict=True), n_test=len(a), n_train=len(b))
-        if len(a) and len(b):
-            t = stats.ks_2samp(a, b)
-            row.update(
-                ks_statistic=float(t.statistic),
-                ks_pvalue=float(t.pvalue),
-                reject=bool(t.pvalue < ALPHA),
-                median_test=float(np.median(a)),
-                median_train=float(np.median(b)),
-            )
+        row.update(_ks_columns(a, b, "test", "train"))
         rows.append(row)
     cols = [*GROUP, "n_test", "n_train", "ks_statistic", "ks_pvalue", "reject"]
     return pd.DataFrame(rows, columns=[*cols, "median_test", "median_train"])
@@ -240,35 +254,23 @@ def twin_shift(df: pd.DataFrame) -> pd.DataFrame:
     - on the lower ends ``eps_robust`` (``*_lower``): the largest magnitude proven robust,
       which every search has (0 when none was proven), censored or not. It compares the
       certified robustness of every input, a conservative view of the shift."""
-    from .pipeline import ADVERSARIAL_SUFFIX, split_model_name
+    from .pipeline import twin_pairs
 
     def ks(a, b, suffix):
-        if not (len(a) and len(b)):
-            return {}
-        t = stats.ks_2samp(a, b)
-        return {
-            f"ks_statistic{suffix}": float(t.statistic),
-            f"ks_pvalue{suffix}": float(t.pvalue),
-            f"reject{suffix}": bool(t.pvalue < ALPHA),
-            f"median_plain{suffix}": float(np.median(a)),
-            f"median_twin{suffix}": float(np.median(b)),
-            f"median_ratio{suffix}": float(np.median(b) / np.median(a))
-            if np.median(a) > 0
-            else np.nan,
-        }
+        out = _ks_columns(a, b, "plain", "twin", suffix)
+        if out:
+            med = out[f"median_plain{suffix}"]
+            out[f"median_ratio{suffix}"] = out[f"median_twin{suffix}"] / med if med > 0 else np.nan
+        return out
 
     keys = ["dataset", "family", "verifier", "method", "split"]
     rows = []
     for key, g in df.groupby(keys, sort=True):
-        for plain in sorted(set(g["model"])):
-            twin = plain + ADVERSARIAL_SUFFIX
-            if split_model_name(plain)[1] or twin not in set(g["model"]):
-                continue
+        for plain, twin in twin_pairs(g["model"]):
             a, b = g[g["model"] == plain], g[g["model"] == twin]
             pa = a["critical"].dropna().to_numpy(dtype=float)
             pb = b["critical"].dropna().to_numpy(dtype=float)
-            la = a["eps_robust"].astype(float).fillna(0.0).to_numpy()
-            lb = b["eps_robust"].astype(float).fillna(0.0).to_numpy()
+            la, lb = lower_ends(a["eps_robust"]), lower_ends(b["eps_robust"])
             row = dict(zip(keys, key, strict=True), model=plain, twin=twin)
             row.update(n_plain=len(pa), n_twin=len(pb), n_lower_plain=len(la), n_lower_twin=len(lb))
             row.update(ks(pa, pb, ""))

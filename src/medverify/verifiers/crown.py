@@ -498,7 +498,7 @@ class Verifier:
                     (float(lb_min[d]), next(counter), dom_splits, dom_bounds, score, dom_a, dom_b),
                 )
             now = time.perf_counter()
-            per_domain = (now - t_round) / B
+            per_domain = max(now - t_round, 1e-9) / B
             if now > deadline:
                 break  # the open domains stay on the heap: a timeout
             # expand the worst domains, as many as fit before the deadline at this pace
