@@ -27,8 +27,9 @@ instances per network (e.g. for the slow backends), ``--keys`` selects instances
 (``--options '{"fsb_k": 8}'``): status, domains, CPU and wall seconds on one line.
 
 ``report``: per network and backend (and tag): decided count and share, median and p95
-time (undecided count as the timeout), median branch-and-bound domains (crown), and the crown/marabou and crown/milp ratios of
-median time on the instances both ran.
+time (undecided count as the timeout), median branch-and-bound domains (crown), the
+longest job's wall time and how many jobs the runner hard-killed, and the crown/marabou
+and crown/milp ratios of median time on the instances both ran.
 """
 
 from __future__ import annotations
@@ -327,6 +328,9 @@ def report(args) -> int:
                 "median_s": round(g.t.median(), 3),
                 "p95_s": round(g.t.quantile(0.95), 3),
                 "domains_median": g.domains.median() if "domains" in g else None,
+                "wall_max_s": round(g.wall_s.max(), 2),
+                # hard-killed by the runner (timeout + 1 s) instead of answering itself
+                "killed": int(g.message.str.startswith("killed after").sum()),
             }
         )
     table = pd.DataFrame(rows)
