@@ -344,19 +344,19 @@ class Batched:
         if iters <= 0 or k == 0 or bool((lb > stop_at).all()):
             return best, best_A, kept
         m = A.shape[-2]
-        alphas = [
-            (r[0][..., None, :] if alpha_init is None else alpha_init[i])
-            .expand(*r[0].shape[:-1], m, r[0].shape[-1])
-            .clone()
-            .requires_grad_()
-            for i, r in enumerate(relax)
-        ]
         # the search runs in ``search_dtype``; its iterates only choose parameters
         dt = self.search_dtype
         cast = self._cast_layers(dt)
         relax_s = [tuple(t.to(dt) if t.is_floating_point() else t for t in r) for r in relax]
         A_s, c_s, lo_s, hi_s = (t.to(dt) for t in (A, c, lo, hi))
-        alphas = [a.detach().to(dt).requires_grad_() for a in alphas]
+        alphas = [
+            (r[0][..., None, :] if alpha_init is None else alpha_init[i])
+            .expand(*r[0].shape[:-1], m, r[0].shape[-1])
+            .to(dt)
+            .clone()
+            .requires_grad_()
+            for i, r in enumerate(relax)
+        ]
         has_split = [bool((s != 0).any()) for s in splits] if splits is not None else []
         betas = None
         params, lrs = list(alphas), [lr_alpha] * len(alphas)
