@@ -222,9 +222,13 @@ def one(args) -> int:
             f"frontier one: no instance {args.key!r} in {out / 'instances.json'}", file=sys.stderr
         )
         return 2
+    try:
+        options = json.loads(args.options)
+        backend = get("crown", **options)
+    except (ValueError, TypeError) as exc:
+        print(f"frontier one: bad --options {args.options!r}: {exc}", file=sys.stderr)
+        return 2
     problem, _ = _problem(out, found[0], {})
-    options = json.loads(args.options)
-    backend = get("crown", **options)
     c0, w0 = time.process_time(), time.perf_counter()
     res = backend.verify(problem, args.timeout)
     st = res.stats or {}
