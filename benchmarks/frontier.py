@@ -251,14 +251,26 @@ def run(args) -> int:
 
     out = Path(args.out)
     instances = json.loads((out / "instances.json").read_text())
-    options = {}
-    for item in args.options or []:
-        backend, _, js = item.partition("=")
-        options[backend] = json.loads(js)
+    from medverify.errors import ConfigError
+    from medverify.verifiers import options_by_backend
+
+    try:
+        options = options_by_backend(args.options)
+    except ConfigError as exc:
+        print(f"frontier run: {exc}", file=sys.stderr)
+        return 2
     runs = out / "runs"
     runs.mkdir(exist_ok=True)
     path = runs / f"{args.tag}.jsonl"
     done = set()
+    unknown = sorted(set(args.keys or ()) - {_key(i) for i in instances})
+    if unknown:
+        print(
+            f"frontier run: no instance {unknown[0]!r} in {out / 'instances.json'}"
+            + (f" (and {len(unknown) - 1} more unknown keys)" if len(unknown) > 1 else ""),
+            file=sys.stderr,
+        )
+        return 2
     if path.exists():
         done = {(r["key"], r["backend"]) for r in map(json.loads, path.read_text().splitlines())}
     per_net: dict = {}

@@ -2,7 +2,8 @@
 
     # L-infinity bisection with crown: time, bracket width, censored count
     python benchmarks/search.py bisection --onnx M.onnx --dataset mnist10k \
-        --data-dir ../shared/data/mnist --instances 100 --timeout 2 --out DIR
+        --data-dir ../shared/data/mnist --instances 100 --timeout 2 --out DIR \
+        [--options crown='{"threads": 2}']
     # exact critical beta vs bisection, MILP minimum eps vs the bisection bracket
     python benchmarks/search.py routes --onnx M.onnx --dataset pneumoniamnist \
         --data-dir ../shared/data/medmnist --instances 100 --timeout 2 --out DIR
@@ -21,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from medverify import data, onnx_io, results, search
+from medverify.errors import ConfigError
 from medverify.results import Question
+from medverify.verifiers import options_by_backend
 
 
 def selected(onnx, images, labels, n):
@@ -56,6 +59,7 @@ def run(args, family, verifier, method, index, images, labels):
         q,
         grid=grid,
         method=method,
+        options=args.options.get(verifier),
         cache_dir=Path(args.out) / "cache" / method / family / verifier / str(index),
     )
     results.write(rec, out)
@@ -146,7 +150,18 @@ def main(argv=None) -> int:
     ap.add_argument("--family", default="brightness", help="dist: family")
     ap.add_argument("--method", default="exact", help="dist: search method")
     ap.add_argument("--tables", help="dist: directory for the statistics tables")
+    ap.add_argument(
+        "--options",
+        nargs="*",
+        default=[],
+        help="verifier='{json options}', e.g. crown='{\"threads\": 2}'",
+    )
     args = ap.parse_args(argv)
+    try:
+        args.options = options_by_backend(args.options)
+    except ConfigError as exc:
+        print(f"search benchmark: {exc}", file=sys.stderr)
+        return 2
     args.max_eps = {"linf": 0.4, "brightness": 1.0}
     if args.part == "dist":
         return dist(args)

@@ -2,6 +2,7 @@
 file, a non-zero exit code, and (for `verify`) an error record all the same."""
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,16 @@ def test_exit_code_of_error_records():
     assert exit_code(bad) == EXIT_BAD_INPUT
     bug = Record.build(q, "error", extra={"error_type": "KeyError"})
     assert exit_code(bug) == EXIT_INTERNAL
+
+
+def test_benchmark_options_name_the_bad_item():
+    from medverify.errors import ConfigError
+    from medverify.verifiers import options_by_backend
+
+    assert options_by_backend(['crown={"threads": 2}', "milp={}"]) == {
+        "crown": {"threads": 2},
+        "milp": {},
+    }
+    for bad in ("crown={threads: 2}", "crwn={}", "crown=[1]"):
+        with pytest.raises(ConfigError, match=re.escape(f"bad --options {bad!r}")):
+            options_by_backend([bad])

@@ -409,6 +409,38 @@ def test_search_section_and_loud_violation(tmp_path):
     assert 'not run: the search families ["linf"] do not include both brightness and linf' in text
 
 
+def test_twin_section_reads_the_lower_ends(tmp_path):
+    """The twin subsection judges the shift by the lower-end KS test (every search has a
+    lower end) and shows the point-value test beside it; no twins: it says why."""
+    import pandas as pd
+
+    from medverify import stats
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for model, scale in (("mlp", 0.02), ("mlp_pgd", 0.06), ("cnn3", 0.03), ("cnn3_pgd", 0.03)):
+        for i in range(20):
+            lo = float(rng.uniform(0.5, 1.5) * scale)
+            censored = model == "mlp_pgd" and i % 4 != 0  # the twin's probes time out
+            rows.append(
+                dict(dataset="pneumoniamnist", family="linf", verifier="crown")
+                | dict(method="bisection", split="test", model=model, eps_robust=lo)
+                | dict(critical=np.nan if censored else lo + 0.001)
+            )
+    path = tmp_path / "critical_twins.csv"
+    stats.twin_shift(pd.DataFrame(rows)).to_csv(path, index=False)
+    config = {"search": {"enabled": True, "families": ["linf"]}}
+    tables, _ = search_tables(tmp_path, beta_eps_frame())
+    text, _ = findings.search_section(config, **tables, twins=str(path))
+    section = text[text.index("### PGD adversarial training") :]
+    mlp = next(line for line in section.splitlines() if "mlp → mlp_pgd" in line)
+    cnn = next(line for line in section.splitlines() if "cnn3 → cnn3_pgd" in line)
+    assert "twin certified more robust (α = 0.05)" in mlp and "| 20 / 5 |" in mlp
+    assert "no significant shift at α = 0.05" in cnn
+    text, _ = findings.search_section(config, **tables)
+    assert "not run (no <model>_pgd twin searched in this run" in text
+
+
 def test_not_run_reasons():
     text, _ = findings.search_section({"search": {"enabled": False}})
     assert "not run (search.enabled is false in this run's config)" in text
@@ -506,7 +538,7 @@ def test_findings_rule_takes_the_search_and_guided_tables_as_inputs(tmp_path):
 
     on = findings_inputs("[joint, guided]", "true")
     tables = ["critical_lognormal", "critical_train_test", "critical_beta_eps"]
-    for table in [*tables, "critical_beta_eps_pairs", "guided"]:
+    for table in [*tables, "critical_beta_eps_pairs", "critical_twins", "guided"]:
         assert f"results/tables/{table}.csv" in on
     off = findings_inputs("[joint]", "false")
     assert "critical_" not in off and "guided.csv" not in off and "records.csv" in off

@@ -104,6 +104,10 @@ def test_nested_config_overrides_keep_their_types(tmp_path):
         ("instances=0", "0 is less than the minimum of 1"),
         ("strategies=[greedy]", "unknown strategy 'greedy': choose from joint, guided"),
         ("epoch=3", "Additional properties are not allowed ('epoch' was unexpected)"),
+        (
+            "search={model_timeout_s: {mlp_adv: 20}}",
+            "search.model_timeout_s names model 'mlp_adv', which this run does not have",
+        ),
     ],
 )
 def test_bad_config_values_are_named(tmp_path, override, message):
@@ -159,6 +163,7 @@ def test_end_to_end_pneumoniamnist(tmp_path):
     for path in searches:
         rec = results.read_search(path)
         assert (rec.method, rec.split, rec.slot) == ("exact", path.parent.name, 0)
+        assert rec.timeout_s == 7.0  # search.model_timeout_s of the model
         assert not rec.censored and rec.eps_robust is not None
         assert rec.eps_counterexample is None or rec.eps_robust <= rec.eps_counterexample
     assert len(pd.read_csv(tables / "critical_eps.csv")) == 2
@@ -173,11 +178,14 @@ def test_end_to_end_pneumoniamnist(tmp_path):
     assert report.stat().st_size > 10_000
 
     # Changing one verifier's options reruns that verifier's jobs only
+    # (a verifier's threads option is the cores its jobs ask Snakemake for)
     proc = snakemake(
-        "-n", *common, "verifier_options={milp: {solver: highs, threads: 1}}", workdir=tmp_path
+        "-n", *common, "verifier_options={milp: {solver: highs, threads: 2}}", workdir=tmp_path
     )
     counts = job_counts(proc.stdout)
     assert counts["verify"] == 8 and "train" not in counts, proc.stdout[-3000:]
+    verify_jobs = [b for b in proc.stdout.split("\nrule ")[1:] if b.startswith("verify:")]
+    assert len(verify_jobs) == 8 and all("threads: 2" in b for b in verify_jobs), proc.stdout
     # ... and the timeout reruns every verification job, not training
     proc = snakemake("-n", *common, "timeout_s=25", workdir=tmp_path)
     counts = job_counts(proc.stdout)
@@ -215,3 +223,12 @@ def test_dermamnist_code_path_on_a_standin(tmp_path):
     metrics = json.loads((tmp_path / "results/dermamnist/mlp/metrics.json").read_text())
     assert (metrics["in_channels"], metrics["num_classes"], metrics["epochs"]) == (3, 7, 1)
     assert (tmp_path / "results/dermamnist/mlp/model.onnx").stat().st_size > 0
+
+
+def test_job_options_take_the_cores_snakemake_granted():
+    """A job asks for its verifier's ``threads``; ``--cores`` may grant fewer, and the
+    verifier then gets what was granted. Options without ``threads`` stay as they are."""
+    from medverify.pipeline import job_options
+
+    assert job_options({"threads": 4, "fsb_k": 3}, 2) == {"threads": 2, "fsb_k": 3}
+    assert job_options({"solver": "highs"}, 2) == {"solver": "highs"}

@@ -479,6 +479,39 @@ def beta_eps_claim(pairs: pd.DataFrame) -> tuple[str, str, int]:
     return SUPPORTED, evidence, 0
 
 
+def twin_rows(twins: pd.DataFrame) -> pd.DataFrame:
+    """Per row of the twin table (``stats.twin_shift``): the shift of certified
+    robustness under PGD training, read from the KS test of the lower ends (the largest
+    magnitude proven robust, which every search has), with the point-value test beside
+    it and the reason it can disagree (a twin's searches end censored more often)."""
+    rows = []
+    for r in twins.itertuples(index=False):
+        ratio, p = float(r.median_ratio_lower), float(r.ks_pvalue_lower)
+        if not np.isfinite(p):
+            reading = "no test (a sample is empty)"
+        elif p >= ALPHA:
+            reading = f"no significant shift at α = {ALPHA:g}"
+        else:
+            more = ratio > 1 if np.isfinite(ratio) else r.median_twin_lower > r.median_plain_lower
+            reading = f"twin certified {'more' if more else 'less'} robust (α = {ALPHA:g})"
+        rows.append(
+            {
+                "dataset": r.dataset,
+                "family": r.family,
+                "split": r.split,
+                "models": f"{r.model} → {r.twin}",
+                "source": f"{r.method}/{r.verifier}",
+                "median lower end": f"{_p(r.median_plain_lower)} → {_p(r.median_twin_lower)}",
+                "ratio": _p(ratio),
+                "KS D (p), lower ends": f"{_p(r.ks_statistic_lower)} ({_p(p)})",
+                "point values": f"{int(r.n_plain)} / {int(r.n_twin)}",
+                "KS p, point values": _p(r.ks_pvalue),
+                "reading": reading,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _quantiles(summary: pd.DataFrame) -> pd.DataFrame:
     """The quartile table with beyond-range quartiles written as '> max_eps'."""
     out = summary.copy()
@@ -496,6 +529,7 @@ def search_section(
     train_test: str | None = None,
     beta_eps: str | None = None,
     beta_pairs: str | None = None,
+    twins: str | None = None,
 ) -> tuple[str, list[str]]:
     """The robustness-distributions section and its warnings (violations of β ≥ ε)."""
     title = "## Robustness distributions (critical magnitude)"
@@ -575,6 +609,22 @@ def search_section(
             parts += ["", msg]
             warnings.append(msg)
         parts.append("")
+    parts += ["### PGD adversarial training: each model against its twin", ""]
+    tw = _read(twins)
+    if tw is None or tw.empty:
+        parts += ["not run (no <model>_pgd twin searched in this run: adversarial.models).", ""]
+    else:
+        parts += [
+            "Two-sample KS per model and its PGD-trained twin on the lower ends (the "
+            "largest magnitude proven robust, which every search has, censored or not), in "
+            "[0, 1] pixel units. The point-value test beside it sees only the searches "
+            "that ended at the grid resolution: a more robust twin is censored more often "
+            "(its probes are harder), so that sample keeps its least robust inputs and "
+            f"can even read the other way. From `{twins}` (figure "
+            "`results/figures/critical_twins.png`).",
+            "",
+            _table(twin_rows(tw)),
+        ]
     return "\n".join(parts), warnings
 
 
@@ -797,12 +847,14 @@ def document(
 ) -> str:
     """The findings document (markdown) from the record frame, model metrics, the
     config and the optional search/guided tables (``tables``: keys ``lognormal``,
-    ``train_test``, ``beta_eps``, ``beta_pairs`` from rule search_stats and ``guided``
+    ``train_test``, ``beta_eps``, ``beta_pairs``, ``twins`` from rule search_stats and ``guided``
     from rule guided; a missing key or file makes its section say "not run")."""
     tables = dict(tables or {})
     search_text, search_warnings = search_section(
         config,
-        **{k: tables.get(k) for k in ("lognormal", "train_test", "beta_eps", "beta_pairs")},
+        **{
+            k: tables.get(k) for k in ("lognormal", "train_test", "beta_eps", "beta_pairs", "twins")
+        },
     )
     guided_text, guided_warnings = guided_section(config, tables.get("guided"))
     parts = [

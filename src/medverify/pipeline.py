@@ -19,6 +19,16 @@ log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
+def job_options(options, threads: int) -> dict:
+    """A verify/search job's verifier options, ``threads`` (when the verifier has that
+    option) set to the cores Snakemake granted the job: the rule asks for the option's
+    value, and ``--cores`` may scale a request down."""
+    out = dict(options)
+    if "threads" in out:
+        out["threads"] = int(threads)
+    return out
+
+
 @contextmanager
 def rule_log(path: str, rule: str):
     """For a rule's script: log to its log file; an exception is logged with its

@@ -42,7 +42,7 @@ def _peaks() -> tuple[float | None, float | None]:
         return None, None
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """Linux: SIGKILL this child when the job process dies (even by SIGKILL), so an
     interrupted job leaves no solver behind. Best effort elsewhere."""
     try:
@@ -58,7 +58,7 @@ def _die_with_parent(parent: int) -> None:
 
 def _child(fn, args, kwargs, wfd, mem_limit_mb, parent):
     os.setsid()
-    _die_with_parent(parent)
+    die_with_parent(parent)
     if mem_limit_mb:
         import resource
 

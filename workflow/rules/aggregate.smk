@@ -58,6 +58,7 @@ rule findings:
         train_test=lambda w: [rules.search_stats.output.train_test] if SEARCH["enabled"] else [],
         beta_eps=lambda w: [rules.search_stats.output.beta_eps] if SEARCH["enabled"] else [],
         beta_pairs=lambda w: [rules.search_stats.output.beta_pairs] if SEARCH["enabled"] else [],
+        twins=lambda w: [rules.search_stats.output.twins] if SEARCH["enabled"] else [],
         guided=lambda w: [rules.guided.output.table] if len(STRATEGY_LIST) > 1 else [],
     output:
         findings="results/report/findings.md",

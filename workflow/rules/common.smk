@@ -112,6 +112,12 @@ def verifier_options(wildcards):
     return config["verifier_options"].get(wildcards.verifier, {})
 
 
+def verifier_threads(wildcards):
+    """Cores of a verify/search job: the verifier's ``threads`` option (crown: branch and
+    bound worker processes; milp: HiGHS threads), 1 when it has none."""
+    return int(verifier_options(wildcards).get("threads", 1))
+
+
 def verifier_env(wildcards):
     return f"../../envs/{conda_env(wildcards.verifier)}.yaml"
 
@@ -193,3 +199,17 @@ def search_paths():
 
 def search_max_eps(wildcards):
     return SEARCH["max_eps"].get(wildcards.family, SEARCH["default_max_eps"])
+
+
+for _name in SEARCH["model_timeout_s"]:
+    if _name not in MODELS:
+        _fail(
+            f"config: search.model_timeout_s names model {_name!r}, which this run does not "
+            f"have (models: {', '.join(MODELS)})"
+        )
+
+
+def search_timeout(wildcards):
+    """Per-probe timeout of a model's searches: its search.model_timeout_s entry, else
+    search.timeout_s."""
+    return SEARCH["model_timeout_s"].get(wildcards.model, SEARCH["timeout_s"])

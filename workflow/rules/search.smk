@@ -43,7 +43,7 @@ rule search:
     params:
         data_dir=config["data_dir"],
         channels=lookup(dpath="dataset_settings/{dataset}/channels", within=config),
-        timeout_s=SEARCH["timeout_s"],
+        timeout_s=search_timeout,
         resolution=SEARCH["resolution"],
         max_eps=search_max_eps,
         options=verifier_options,
@@ -57,7 +57,7 @@ rule search:
         "results/benchmarks/{dataset}/{model}/search/{family}/{verifier}/{method}/{split}/{slot}.tsv"
     conda:
         verifier_env
-    threads: 1
+    threads: verifier_threads
     resources:
         runtime=lambda w: SEARCH["job_runtime_min"],
         mem_mb=verify_mem_mb,

@@ -18,7 +18,7 @@ rule verify:
         "results/benchmarks/{dataset}/{model}/verify/{family}/{k}/{verifier}/{strategy}/{slot}.tsv"
     conda:
         verifier_env
-    threads: 1
+    threads: verifier_threads
     resources:
         runtime=verify_runtime,
         mem_mb=verify_mem_mb,

@@ -19,7 +19,7 @@ with rule_log(snakemake.log[0], "findings"):
         # each table is an empty list when its stage is not part of this run
         tables={
             key: first(key)
-            for key in ("lognormal", "train_test", "beta_eps", "beta_pairs", "guided")
+            for key in ("lognormal", "train_test", "beta_eps", "beta_pairs", "twins", "guided")
         },
         html_path=snakemake.output.html,
     )

@@ -3,7 +3,7 @@
 
 import logging
 
-from medverify.pipeline import rule_log
+from medverify.pipeline import job_options, rule_log
 
 with rule_log(snakemake.log[0], "search"):
     from medverify import search
@@ -21,7 +21,7 @@ with rule_log(snakemake.log[0], "search"):
         grid=search.Grid(float(snakemake.params.max_eps), float(snakemake.params.resolution)),
         method=w.method,
         channels=snakemake.params.channels,
-        options=dict(snakemake.params.options),
+        options=job_options(snakemake.params.options, snakemake.threads),
         cache_dir=snakemake.params.cache,
     )
     logging.info("%s", search.bracket_line(record))

@@ -3,7 +3,7 @@
 
 import logging
 
-from medverify.pipeline import rule_log
+from medverify.pipeline import job_options, rule_log
 
 with rule_log(snakemake.log[0], "verify"):
     from medverify import pipeline
@@ -17,7 +17,7 @@ with rule_log(snakemake.log[0], "verify"):
         snakemake.input.instances,
         snakemake.output.record,
         channels=snakemake.params.channels,
-        options=dict(snakemake.params.options),
+        options=job_options(snakemake.params.options, snakemake.threads),
         mem_limit_mb=snakemake.resources.mem_mb,
     )
     logging.info("%s: %s", record.status, record.message)

@@ -21,7 +21,15 @@ from .base import Problem, Result
 
 BACKENDS = ("marabou", "crown", "milp", "exact", "abcrown")
 
-__all__ = ["BACKENDS", "Problem", "Result", "backend_class", "conda_env", "get"]
+__all__ = [
+    "BACKENDS",
+    "Problem",
+    "Result",
+    "backend_class",
+    "conda_env",
+    "get",
+    "options_by_backend",
+]
 
 
 def backend_class(name: str):
@@ -39,3 +47,24 @@ def get(name: str, **options):
 def conda_env(name: str) -> str:
     """The conda env of a backend's jobs (``envs/<name>.yaml``, rule ``verify --use-conda``)."""
     return backend_class(name).conda_env
+
+
+def options_by_backend(items) -> dict:
+    """``backend={json object}`` strings (benchmark command lines) as
+    ``{backend: options}``. A bad one raises ConfigError naming it."""
+    import json
+
+    out = {}
+    for item in items or ():
+        name, _, text = item.partition("=")
+        try:
+            options = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"bad --options {item!r}: {exc}") from None
+        if name not in BACKENDS or not isinstance(options, dict):
+            raise ConfigError(
+                f"bad --options {item!r}: expected backend={{json object}}, backend one of "
+                f"{', '.join(BACKENDS)}"
+            )
+        out[name] = options
+    return out

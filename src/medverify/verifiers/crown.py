@@ -38,6 +38,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
+import pickle
+import queue
 import time
 
 import numpy as np
@@ -130,6 +133,9 @@ class Verifier:
         self.opt_iters = int(opt_iters)
         self.bab = bool(bab)
         self.fast_path = bool(fast_path)  # numpy attack before torch
+        # cores this job may use: the ReLU-split branch and bound runs in that many
+        # worker processes sharing one tree; every process runs torch and BLAS on one
+        # thread (torch's own threads made this branch and bound slower, docs/bounds.md)
         self.threads = max(1, int(threads))
         # ReLU split: children take the parent's hidden bounds (splits clamped) instead of
         # recomputing them by CROWN, whose cost grows with width x input size per domain;
@@ -170,7 +176,7 @@ class Verifier:
 
     # ------------------------------------------------------------------------------
     def verify(self, problem: Problem, timeout_s: float) -> Result:
-        with bounds.blas_threads(self.threads):
+        with bounds.blas_threads(1):  # one thread per process: see ``threads``
             return self._verify(problem, timeout_s)
 
     def _verify(self, problem: Problem, timeout_s: float) -> Result:
@@ -197,7 +203,7 @@ class Verifier:
 
         import torch
 
-        torch.set_num_threads(self.threads)
+        torch.set_num_threads(1)
 
         # 1. the attack (sample points, grid for low-dimensional families, PGD)
         t0 = time.perf_counter()
@@ -381,34 +387,77 @@ class Verifier:
         )
 
     def _relu_split(self, problem, margin, eng, root, deadline, stats):
+        """ReLU-split branch and bound of one tree from the root box: in this process,
+        or with ``threads`` > 1 in that many worker processes that share the tree
+        (``_shared_bab``)."""
+        import torch
+
+        sizes = [w.shape[0] for w, _ in margin.layers[:-1]]
+        if root is None:
+            root = eng.crown(eng.lo[None], eng.hi[None])[:-1]
+        root_splits = [torch.zeros((1, n), dtype=torch.int8) for n in sizes]
+        start = [(root_splits, root, None, None)]
+        if self.threads <= 1:
+            return self._bab(problem, margin, eng, deadline, stats, pending=start)
+        # serial until the tree has a few open domains per worker, then shared
+        out = self._bab(
+            problem, margin, eng, deadline, stats, pending=start, split_at=2 * self.threads
+        )
+        if isinstance(out, Result):
+            return out
+        return self._shared_bab(problem, margin, eng, deadline, stats, out)
+
+    def _bab(
+        self, problem, margin, eng, deadline, stats, pending=(), heap=(), split_at=None, share=None
+    ):
+        """The branch and bound loop: bound the ``pending`` domains (split, parent bounds,
+        parent slopes, parent multipliers) in one batch, keep the open ones on a heap
+        (worst lower bound first), expand the worst ones, repeat. ``heap``: open domains
+        to start from (entries of another loop's heap). ``split_at``: return
+        ``(heap, proven_min, undecided)`` once that many domains are open (the caller
+        shares them out). ``share``: the worker pool's exchange (``_Share``): stop when
+        another worker found a counterexample, give half the heap to an idle worker.
+        Sets ``stats['domains']`` to the domains bounded here."""
         import torch
 
         sizes = [w.shape[0] for w, _ in margin.layers[:-1]]
         counter = itertools.count()
-        root_splits = [torch.zeros((1, n), dtype=torch.int8) for n in sizes]
+        heap = [(e[0], next(counter), *e[2:]) for e in heap]  # ids unique in this loop
+        heapq.heapify(heap)
+        pending = list(pending)
         model = None  # torch margin net for PGD inside the loop (built on first use)
-        # domains on a heap keyed by lower bound (worst first): (lb, id, splits, bounds)
-        heap: list = []
-        if root is None:
-            root = eng.crown(eng.lo[None], eng.hi[None])[:-1]
         inherit = self.inherit_bounds
         if inherit is None:
             inherit = margin.input_dim * margin.relu_count > INHERIT_ABOVE
         refine = self.refine
         if refine is None:
             refine = len(sizes) >= REFINE_MIN_LAYERS
-        pending = [(root_splits, root, None, None)]
         proven_min = np.inf
         undecided = 0
-        visited = 0
+        visited = closed = expanded = 0  # a proof needs visited == closed + expanded
         rounds = 0
         per_domain = 0.0  # seconds per domain of the last round
-        while pending:
+        while pending or heap:
             t_round = time.perf_counter()
+            if share is not None and share.stopped():
+                break
+            if not pending:
+                # expand the worst domains, as many as fit before the deadline at this pace
+                n_par = max(1, self.batch_size // 2)
+                if per_domain:
+                    n_par = max(1, min(n_par, int(0.8 * (deadline - t_round) / (2 * per_domain))))
+                parents = [heapq.heappop(heap) for _ in range(min(n_par, len(heap)))]
+                expanded += len(parents)
+                for par, (layer, idx) in zip(parents, self._choose(eng, parents), strict=True):
+                    _, _, dom_splits, dom_bounds, _, dom_a, dom_b = par
+                    for sign in (1, -1):
+                        s_new = [s.clone() for s in dom_splits]
+                        s_new[layer][0, idx] = sign
+                        pending.append((s_new, dom_bounds, dom_a, dom_b))
             # a round stops at the deadline only between its steps, so the next one starts
             # only if it fits at the last round's pace (a job under load overran its hard
-            # kill otherwise); near the deadline the rounds shrink instead (below)
-            if t_round + per_domain * len(pending) > deadline:
+            # kill otherwise); near the deadline the rounds shrink instead (above)
+            if time.perf_counter() + per_domain * len(pending) > deadline:
                 break
             rounds += 1
             B = len(pending)
@@ -458,7 +507,7 @@ class Verifier:
                         problem.upper,
                         restarts=len(open_rows),
                         steps=max(1, self.attack_steps // 5),
-                        seed=self.seed + rounds,
+                        seed=self.seed + rounds + 7919 * (share.worker if share else 0),
                         deadline=deadline,
                         starts=pts[open_rows],
                     )
@@ -471,9 +520,11 @@ class Verifier:
             cands = self._scores(hidden, splits, [k[rows, worst] for k in kept], self.fsb_k)
             for d in range(B):
                 if bool(infeasible[d]):
+                    closed += 1
                     continue
                 if float(lb_min[d]) > PROVE_TOL:
                     proven_min = min(proven_min, float(lb_min[d]))
+                    closed += 1
                     continue
                 dom_splits = [s[d : d + 1] for s in splits]
                 dom_bounds = [(lo[d : d + 1], up[d : d + 1]) for lo, up in hidden]
@@ -487,6 +538,8 @@ class Verifier:
                         proven_min = min(proven_min, val)
                     elif status != "infeasible":
                         undecided += 1
+                        continue
+                    closed += 1
                     continue
                 dom_a = dom_b = None
                 if self.warm_start and new_alphas is not None:
@@ -501,17 +554,19 @@ class Verifier:
             per_domain = max(now - t_round, 1e-9) / B
             if now > deadline:
                 break  # the open domains stay on the heap: a timeout
-            # expand the worst domains, as many as fit before the deadline at this pace
-            n_par = max(1, self.batch_size // 2)
-            n_par = max(1, min(n_par, int(0.8 * (deadline - now) / (2 * per_domain))))
-            parents = [heapq.heappop(heap) for _ in range(min(n_par, len(heap)))]
-            for par, (layer, idx) in zip(parents, self._choose(eng, parents), strict=True):
-                _, _, dom_splits, dom_bounds, _, dom_a, dom_b = par
-                for sign in (1, -1):
-                    s_new = [s.clone() for s in dom_splits]
-                    s_new[layer][0, idx] = sign
-                    pending.append((s_new, dom_bounds, dom_a, dom_b))
-        stats.update(domains=visited, open_domains=len(heap) + len(pending))
+            if split_at is not None and len(heap) >= split_at:
+                stats.update(domains=visited, closed_domains=closed, expanded_domains=expanded)
+                return heap, proven_min, undecided
+            if share is not None and len(heap) >= 2 and share.hungry():
+                heap.sort()  # a sorted list is a heap; every other domain goes
+                share.give(heap[1::2])
+                heap = heap[0::2]
+        stats.update(
+            domains=visited,
+            open_domains=len(heap) + len(pending),
+            closed_domains=closed,
+            expanded_domains=expanded,
+        )
         if heap:
             stats["worst_open_bound"] = round(heap[0][0], 6)
         if heap or pending:
@@ -520,12 +575,103 @@ class Verifier:
                 message=f"ReLU split: {len(heap) + len(pending)} domains open",
                 stats=stats,
             )
-        if undecided:
-            return Result("unknown", message=f"{undecided} leaf domains undecided", stats=stats)
-        stats["proved_by"] = "beta-CROWN BaB"
-        return Result(
-            "robust", margin_lower_bound=proven_min, message="proved by ReLU split", stats=stats
+        # a worker's batch is part of a tree: _shared_bab checks the whole tree's ledger
+        ledger = None if share is not None else (visited, closed, expanded)
+        return _closed_tree(stats, undecided, proven_min, "", ledger)
+
+    def _shared_bab(self, problem, margin, eng, deadline, stats, start):
+        """The branch and bound in ``threads`` worker processes (forked: they share the
+        engine and the root's slopes) that share one tree. ``start``: the serial loop's
+        ``(heap, proven_min, undecided)``; its open domains are dealt out round robin, and
+        a worker left without domains gets half of a busy worker's heap (``_Share``).
+        ``robust`` only when every handed-out domain was closed: the count of domains
+        handed out and not yet finished must come back to zero."""
+        heap, proven_min, undecided = start
+        visited = stats["domains"]
+        closed, expanded = stats["closed_domains"], stats["expanded_domains"]
+        heap = sorted(heap)
+        share = _Share(self.threads)
+        for w in range(self.threads):
+            share.give(heap[w :: self.threads])
+        procs = [
+            share.start(w, self._bab_worker, problem, margin, eng, deadline)
+            for w in range(self.threads)
+        ]
+        # workers size their rounds to the deadline; one that overran it is killed
+        # before the job's own hard kill
+        reports = share.collect(procs, deadline + 0.5 * SAFETY_S)
+        cex = None
+        worst_open = []
+        timed_out = len(reports) < len(procs)
+        for rep in reports:
+            visited += rep["domains"]
+            closed += rep["closed"]
+            expanded += rep["expanded"]
+            proven_min = min(proven_min, rep["proven_min"])
+            undecided += rep["undecided"]
+            timed_out |= rep["timeout"]
+            if rep.get("worst_open") is not None:
+                worst_open.append(rep["worst_open"])
+            if rep.get("cex") is not None and cex is None:
+                cex = rep
+        # per worker, summed over the trees of a job (one per open margin)
+        busy = [rep["busy_s"] for rep in reports] + [0.0] * (self.threads - len(reports))
+        done = [rep["domains"] for rep in reports] + [0] * (self.threads - len(reports))
+        for key, vals in (("worker_busy_s", busy), ("worker_domains", done)):
+            prev = stats.get(key) or [0] * self.threads
+            stats[key] = [round(a + b, 2) for a, b in zip(prev, vals, strict=True)]
+        stats.update(
+            domains=visited,
+            workers=self.threads,
+            shared_domains=stats.get("shared_domains", 0) + share.given,
+            # batches beyond the first one per worker: halves of heaps given to idle workers
+            shared_steals=stats.get("shared_steals", 0) + share.count - self.threads,
         )
+        if cex is not None:
+            return self._cex(problem, cex["cex"], cex["message"], stats, cex["found_by"])
+        left = share.outstanding()
+        if timed_out or left:
+            if worst_open:
+                stats["worst_open_bound"] = round(min(worst_open), 6)
+            return Result(
+                "timeout",
+                message=f"ReLU split in {self.threads} workers: {left} shared batches open",
+                stats=stats,
+            )
+        ledger = (visited, closed, expanded)
+        return _closed_tree(stats, undecided, proven_min, f" in {self.threads} workers", ledger)
+
+    def _bab_worker(self, share, problem, margin, eng, deadline):
+        """One worker of ``_shared_bab``: take batches of open domains and run the loop
+        on each until none is left anywhere, a counterexample is found or time is up.
+        Returns its report (a dict)."""
+        rep = {"domains": 0, "proven_min": np.inf, "undecided": 0, "timeout": False}
+        rep.update(closed=0, expanded=0)
+        rep.update(busy_s=0.0, worst_open=None, cex=None)
+        while True:
+            entries = share.take(deadline)
+            if entries is None:  # nothing left, stopped, or out of time
+                rep["timeout"] = time.perf_counter() > deadline and share.outstanding() > 0
+                return rep
+            t0 = time.perf_counter()
+            st: dict = {}
+            res = self._bab(problem, margin, eng, deadline, st, heap=entries, share=share)
+            share.done()
+            rep["busy_s"] += time.perf_counter() - t0
+            rep["domains"] += st.get("domains", 0)
+            rep["undecided"] += st.get("undecided_domains", 0)
+            rep["closed"] += st.get("closed_domains", 0)
+            rep["expanded"] += st.get("expanded_domains", 0)
+            if res.status == "robust":
+                rep["proven_min"] = min(rep["proven_min"], res.margin_lower_bound)
+            elif res.status == "counterexample":
+                share.stop()
+                rep.update(cex=res.params, message=res.message, found_by=st["found_by"])
+                return rep
+            elif res.status == "timeout":
+                rep["timeout"] = not share.stopped()
+                rep["worst_open"] = st.get("worst_open_bound")
+                return rep
 
     def _warm(self, pending, sizes):
         """Per-layer alpha and beta starting points (B, m, n_i) for a batch of domains:
@@ -561,15 +707,22 @@ class Verifier:
         if self.fsb_k <= 1 or not rows:
             return out
         n_layers = len(parents[0][2])
-        idx = [p for p, _ in rows for _ in (1, -1)]  # child j: parent idx[j]
+        # child j (two per candidate) of parent idx[j]: the parents' tensors are
+        # concatenated once and their rows repeated by one index per layer
+        idx = torch.tensor([p for p, _ in rows for _ in (1, -1)])
 
         def stack(get):
-            return torch.cat([get(parents[p]) for p in idx])
+            return torch.cat([get(par) for par in parents]).index_select(0, idx)
 
-        splits = [stack(lambda par, i=i: par[2][i]).clone() for i in range(n_layers)]
-        for r, (_, (layer, j)) in enumerate(rows):
-            splits[layer][2 * r, j] = 1
-            splits[layer][2 * r + 1, j] = -1
+        splits = [stack(lambda par, i=i: par[2][i]) for i in range(n_layers)]
+        child = torch.arange(len(rows))
+        for layer in range(n_layers):
+            mine = [r for r, (_, (lay, _)) in enumerate(rows) if lay == layer]
+            if mine:
+                r = child[mine]
+                j = torch.tensor([rows[m][1][1] for m in mine])
+                splits[layer][2 * r, j] = 1
+                splits[layer][2 * r + 1, j] = -1
         parent_b = [
             (stack(lambda par, i=i: par[3][i][0]), stack(lambda par, i=i: par[3][i][1]))
             for i in range(n_layers)
@@ -644,3 +797,199 @@ class Verifier:
                 return "candidate", val
             return "failed", None
         return status, val
+
+
+def _closed_tree(stats, undecided, proven_min, where, ledger=None) -> Result:
+    """The verdict of a ReLU-split tree with no domain left open: ``unknown`` when some
+    leaf stayed undecided, else ``robust``. A proof holds only if every domain bounded was
+    closed (proved, infeasible, or an exact leaf) or split into two children that were
+    bounded in turn: ``ledger`` (bounded, closed, split; None for a worker's share of a
+    tree, whose ledger is checked whole) must balance. A domain lost on
+    its way (between worker processes, say) breaks the count: a bug, raised as such (the
+    job's record becomes ``error``), never a ``robust``."""
+    stats["undecided_domains"] = undecided
+    if undecided:
+        return Result("unknown", message=f"{undecided} leaf domains undecided", stats=stats)
+    visited, closed, expanded = ledger or (0, 0, 0)
+    if visited != closed + expanded:
+        raise RuntimeError(
+            f"branch and bound ledger: {visited} domains bounded but {closed} closed "
+            f"and {expanded} split: no proof"
+        )
+    stats["proved_by"] = "beta-CROWN BaB"
+    return Result(
+        "robust", margin_lower_bound=proven_min, message=f"proved by ReLU split{where}", stats=stats
+    )
+
+
+class _Share:
+    """The exchange between ``Verifier._shared_bab``'s worker processes (forked): a
+    queue of batches of open domains, the number of batches handed out and not yet
+    finished, of idle workers and of batches waiting in the queue, and a stop flag
+    (a counterexample was found)."""
+
+    def __init__(self, n: int):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        self.ctx = ctx
+        self.batches = ctx.Queue()
+        self.reports = ctx.Queue()
+        self.lock = ctx.Lock()
+        self._open = ctx.Value("i", 0, lock=False)  # handed out, not finished
+        self._idle = ctx.Value("i", 0, lock=False)
+        self._queued = ctx.Value("i", 0, lock=False)
+        self._stop = ctx.Value("b", 0, lock=False)
+        self._given = ctx.Value("i", 0, lock=False)  # domains handed out in all
+        self._count = ctx.Value("i", 0, lock=False)  # batches handed out in all
+        self.worker = 0
+        self._waiting = False
+        self._parent = os.getpid()
+
+    # in every process
+    def give(self, entries) -> None:
+        if not entries:
+            return
+        data = _pack(entries)
+        with self.lock:
+            self._open.value += 1
+            self._queued.value += 1
+            self._given.value += len(entries)
+            self._count.value += 1
+        self.batches.put(data)
+
+    def take(self, deadline: float):
+        """The next batch of domains, or None when no batch is left anywhere, the
+        search was stopped, or the deadline passed."""
+        while not self.stopped() and time.perf_counter() < deadline:
+            try:
+                data = self.batches.get(timeout=0.02)
+            except queue.Empty:
+                with self.lock:
+                    if not self._waiting:
+                        self._idle.value += 1
+                        self._waiting = True
+                    if self._open.value == 0:
+                        return None
+                continue
+            with self.lock:
+                self._queued.value -= 1
+                if self._waiting:
+                    self._idle.value -= 1
+                    self._waiting = False
+            return _unpack(data)
+        return None
+
+    def done(self) -> None:
+        with self.lock:
+            self._open.value -= 1
+
+    def outstanding(self) -> int:
+        return self._open.value
+
+    def hungry(self) -> bool:
+        return self._idle.value > self._queued.value
+
+    def stop(self) -> None:
+        self._stop.value = 1
+
+    def stopped(self) -> bool:
+        return bool(self._stop.value)
+
+    @property
+    def given(self) -> int:
+        return self._given.value
+
+    @property
+    def count(self) -> int:
+        return self._count.value
+
+    # in the parent
+    def start(self, worker: int, fn, *args):
+        proc = self.ctx.Process(target=self._run, args=(worker, fn, args), daemon=True)
+        proc.start()
+        return proc
+
+    def collect(self, procs, until: float) -> list:
+        """The workers' reports (as many as arrived before ``until``); a worker that
+        raised stops the others and its error is raised here."""
+        reports, error = [], None
+        try:
+            while len(reports) < len(procs):
+                left = until - time.perf_counter()
+                if left <= 0:
+                    break
+                try:
+                    rep = self.reports.get(timeout=left)
+                except queue.Empty:
+                    break
+                if "error" in rep:
+                    error = rep["error"]
+                    self.stop()
+                    break
+                if rep.get("cex") is not None:
+                    self.stop()
+                reports.append(rep)
+        finally:
+            self.stop()
+            for proc in procs:
+                proc.join(timeout=0.5)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+            for q in (self.batches, self.reports):
+                q.cancel_join_thread()  # batches left in a stopped search are dropped
+                q.close()
+        if error is not None:
+            raise RuntimeError(f"branch and bound worker failed: {error}")
+        return reports
+
+    def _run(self, worker, fn, args):
+        import torch
+
+        from ..runner import die_with_parent
+
+        die_with_parent(self._parent)
+        torch.set_num_threads(1)
+        self.worker = worker
+        self.batches.cancel_join_thread()  # exit even with batches nobody will take
+        try:
+            rep = fn(self, *args)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, raised there
+            rep = {"error": f"{type(exc).__name__}: {exc}"}
+        self.reports.put(rep)
+
+
+class _Tensor:
+    """A torch tensor in transit between processes, as a numpy array."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array):
+        self.array = array
+
+
+def _pack(obj) -> bytes:
+    """Heap entries as bytes: tensors as numpy arrays (no torch shared-memory handles)."""
+
+    def conv(x):
+        if isinstance(x, list | tuple):
+            return type(x)(conv(v) for v in x)
+        if hasattr(x, "detach") and hasattr(x, "numpy"):
+            return _Tensor(x.detach().numpy())
+        return x
+
+    return pickle.dumps(conv(obj), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack(data: bytes):
+    import torch
+
+    def conv(x):
+        if isinstance(x, list | tuple):
+            return type(x)(conv(v) for v in x)
+        if isinstance(x, _Tensor):
+            return torch.from_numpy(x.array)
+        return x
+
+    return conv(pickle.loads(data))
