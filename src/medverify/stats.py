@@ -190,7 +190,7 @@ def lognormal_fit(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             grid_reject=bool(grid_p < ALPHA) if np.isfinite(grid_p) else None,
         )
         lo = lower_ends(g["eps_robust"])
-        hi = g["eps_counterexample"].astype(float).fillna(np.inf).to_numpy()
+        hi = upper_ends(g["eps_counterexample"])
         usable = (lo > 0) | np.isfinite(hi)
         finite = usable & np.isfinite(hi) & (hi > 0)
         if usable.sum() >= 3 and finite.any():
@@ -212,6 +212,12 @@ def lower_ends(eps_robust: pd.Series) -> np.ndarray:
     """The largest magnitude each search proved robust (0 when it proved none): defined
     for every search, censored or not."""
     return eps_robust.astype(float).fillna(0.0).to_numpy()
+
+
+def upper_ends(eps_counterexample: pd.Series) -> np.ndarray:
+    """The smallest magnitude each search found a counterexample at (inf when it found
+    none in its range, or was censored before one)."""
+    return eps_counterexample.astype(float).fillna(np.inf).to_numpy()
 
 
 def _ks_columns(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str, suffix: str = ""):
@@ -421,10 +427,8 @@ def beta_eps_pairs(df: pd.DataFrame) -> pd.DataFrame:
     cols = [*INPUT, *(f"{c}_{s}" for s in ("beta", "eps") for c in keep), "finished", "order"]
     if m.empty:
         return pd.DataFrame(columns=cols)
-    b_lo = m["eps_robust_beta"].astype(float).fillna(0.0)
-    b_hi = m["eps_counterexample_beta"].astype(float).fillna(np.inf)
-    e_lo = m["eps_robust_eps"].astype(float).fillna(0.0)
-    e_hi = m["eps_counterexample_eps"].astype(float).fillna(np.inf)
+    b_lo, b_hi = lower_ends(m["eps_robust_beta"]), upper_ends(m["eps_counterexample_beta"])
+    e_lo, e_hi = lower_ends(m["eps_robust_eps"]), upper_ends(m["eps_counterexample_eps"])
     violated = b_hi < e_lo - ORDER_TOL
     proven = ~violated & np.isfinite(e_hi) & (b_lo >= e_hi - ORDER_TOL)
     m["finished"] = (m["kind_beta"] != "censored") & (m["kind_eps"] != "censored")
