@@ -318,3 +318,45 @@ def test_shared_tree_in_two_workers_agrees_with_milp_and_serial():
             stolen += two.stats["shared_steals"] > 0
             both += min(two.stats["worker_domains"]) > 0
     assert shared >= 4 and stolen >= 2 and both >= 3, (shared, stolen, both)
+
+
+def _still_there(pid, wait_s=5.0):
+    import os
+    import time
+
+    end = time.time() + wait_s
+    while time.time() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _answer_in_job(problem, timeout_s):
+    """crown with two workers inside a job process (the runner's forked child)."""
+    return Verifier(threads=2, input_split_max_dim=0, alpha=False).verify(problem, timeout_s)
+
+
+def test_two_workers_inside_a_job_stop_at_its_timeout_and_leave_nothing_behind():
+    """In a verify job (medverify.runner's isolated child) a tree still open at the
+    timeout: the job answers ``timeout`` itself, before the runner's hard kill, and its
+    worker processes are gone once it has answered."""
+    import torch  # noqa: F401
+
+    from medverify.runner import run_isolated
+
+    rng = np.random.default_rng(5)
+    for _ in range(4):  # the fourth of these nets keeps a tree open for 20 s and more
+        net, img, label, k_star = _net_near_its_threshold(rng, [9, 16, 16, 3])
+    p = build_problem(net, img, label, "linf", float(k_star * 0.85))
+    out = run_isolated(_answer_in_job, p, 3.0, timeout_s=3.0, grace_s=1.0)
+    assert out.kind == "ok", out.message
+    assert out.seconds < 3.0 + 1.0  # answered itself, before the runner's hard kill
+    res = out.value
+    assert res.status == "timeout", res
+    assert res.stats["workers"] == 2 and len(res.stats["worker_pids"]) == 2
+    assert min(res.stats["worker_domains"]) > 0  # both workers bounded domains
+    for pid in res.stats["worker_pids"]:
+        assert not _still_there(pid), f"worker {pid} outlived its job"

@@ -21,6 +21,18 @@ def _spawn_sleeping_grandchild(path):
     _sleep_forever()
 
 
+def _answer_leaving_a_grandchild(path):
+    """Answer at once, leaving a grandchild that holds the answer pipe open (as a solver
+    subprocess or a worker process inherits it) and sleeps."""
+    pid = os.fork()
+    if pid == 0:
+        while True:
+            time.sleep(1)
+    with open(path, "w") as fh:
+        fh.write(str(pid))
+    return 42
+
+
 def _segfault():
     os.kill(os.getpid(), signal.SIGSEGV)
 
@@ -55,6 +67,27 @@ def test_whole_process_group_is_killed(tmp_path):
         time.sleep(0.05)
     else:
         raise AssertionError(f"grandchild {grandchild} survived the timeout kill")
+
+
+def test_answer_is_not_held_up_by_a_grandchild_holding_the_pipe(tmp_path):
+    """The child answers and exits; a grandchild that inherited the pipe keeps it open.
+    The answer comes back at once (the drain does not wait for the grandchild's end of
+    the pipe) and the grandchild is killed."""
+    marker = tmp_path / "pid"
+    start = time.perf_counter()
+    out = run_isolated(_answer_leaving_a_grandchild, str(marker), timeout_s=20.0)
+    assert out.kind == "ok" and out.value == 42
+    assert time.perf_counter() - start < 5.0, "the answer waited for the grandchild"
+    grandchild = int(marker.read_text())
+    deadline = time.time() + 2
+    while time.time() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"grandchild {grandchild} survived its job")
 
 
 def test_segfault_becomes_crash():

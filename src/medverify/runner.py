@@ -123,8 +123,14 @@ def _wait(pid: int, rfd: int, start: float, timeout_s: float, grace_s: float) ->
             done, child_status = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = child_status  # reaped: only now is the status the child's
-                # drain anything left, then stop
-                while chunk := reader.read(1 << 16):
+                # everything it wrote is in the pipe now; its own children (a solver,
+                # crown's workers) may still hold the pipe open, so the drain reads only
+                # what is there instead of waiting for an end of file
+                _kill_group(pid)
+                while select.select([reader], [], [], 0.05)[0]:
+                    chunk = reader.read(1 << 16)
+                    if not chunk:
+                        break
                     chunks.append(chunk)
                 break
     if timed_out:

@@ -623,6 +623,7 @@ class Verifier:
         stats.update(
             domains=visited,
             workers=self.threads,
+            worker_pids=stats.get("worker_pids", []) + [proc.pid for proc in procs],
             shared_domains=stats.get("shared_domains", 0) + share.given,
             # batches beyond the first one per worker: halves of heaps given to idle workers
             shared_steals=stats.get("shared_steals", 0) + share.count - self.threads,
