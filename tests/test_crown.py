@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from processes import gone
 
 from medverify.nets import AffineNet
 from medverify.verifiers import get
@@ -320,20 +321,6 @@ def test_shared_tree_in_two_workers_agrees_with_milp_and_serial():
     assert shared >= 4 and stolen >= 2 and both >= 3, (shared, stolen, both)
 
 
-def _still_there(pid, wait_s=5.0):
-    import os
-    import time
-
-    end = time.time() + wait_s
-    while time.time() < end:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def _answer_in_job(problem, timeout_s):
     """crown with two workers inside a job process (the runner's forked child)."""
     return Verifier(threads=2, input_split_max_dim=0, alpha=False).verify(problem, timeout_s)
@@ -359,4 +346,4 @@ def test_two_workers_inside_a_job_stop_at_its_timeout_and_leave_nothing_behind()
     assert res.stats["workers"] == 2 and len(res.stats["worker_pids"]) == 2
     assert min(res.stats["worker_domains"]) > 0  # both workers bounded domains
     for pid in res.stats["worker_pids"]:
-        assert not _still_there(pid), f"worker {pid} outlived its job"
+        assert gone(pid), f"worker {pid} outlived its job"

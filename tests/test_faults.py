@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 from faulty_backend import register
+from processes import gone
 
 from medverify import aggregate, onnx_io
 from medverify.cli import main
@@ -161,20 +162,6 @@ run_isolated(hang, sys.argv[1], timeout_s=600)
 """
 
 
-def _gone(pid, within_s=5.0):
-    import os
-    import time
-
-    deadline = time.time() + within_s
-    while time.time() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
 def test_killed_job_leaves_no_solver_behind(tmp_path, sig):
     import os
@@ -192,7 +179,7 @@ def test_killed_job_leaves_no_solver_behind(tmp_path, sig):
         solver = int(marker.read_text())
         job.send_signal(getattr(signal, sig))
         job.wait(timeout=30)
-        assert _gone(solver), f"solver {solver} survived {sig} of its job"
+        assert gone(solver), f"solver {solver} survived {sig} of its job"
     finally:
         if job.poll() is None:
             job.kill()

@@ -3,6 +3,8 @@ import signal
 import time
 from pathlib import Path
 
+from processes import gone
+
 from medverify.runner import run_isolated
 
 
@@ -58,15 +60,7 @@ def test_whole_process_group_is_killed(tmp_path):
     out = run_isolated(_spawn_sleeping_grandchild, str(marker), timeout_s=1.0)
     assert out.kind == "timeout"
     grandchild = int(marker.read_text())
-    deadline = time.time() + 2
-    while time.time() < deadline:
-        try:
-            os.kill(grandchild, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"grandchild {grandchild} survived the timeout kill")
+    assert gone(grandchild, within_s=2.0), f"grandchild {grandchild} survived the timeout kill"
 
 
 def test_answer_is_not_held_up_by_a_grandchild_holding_the_pipe(tmp_path):
@@ -79,15 +73,7 @@ def test_answer_is_not_held_up_by_a_grandchild_holding_the_pipe(tmp_path):
     assert out.kind == "ok" and out.value == 42
     assert time.perf_counter() - start < 5.0, "the answer waited for the grandchild"
     grandchild = int(marker.read_text())
-    deadline = time.time() + 2
-    while time.time() < deadline:
-        try:
-            os.kill(grandchild, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"grandchild {grandchild} survived its job")
+    assert gone(grandchild, within_s=2.0), f"grandchild {grandchild} survived its job"
 
 
 def test_segfault_becomes_crash():
