@@ -13,25 +13,24 @@ def _sleep_forever():
         time.sleep(1)
 
 
-def _spawn_sleeping_grandchild(path):
+def _fork_sleeping_grandchild(path):
+    """Fork a grandchild that sleeps forever, holding the answer pipe open (as a solver
+    subprocess or a worker process inherits it); its pid goes to ``path``."""
     pid = os.fork()
     if pid == 0:
-        while True:
-            time.sleep(1)
+        _sleep_forever()
     with open(path, "w") as fh:
         fh.write(str(pid))
+
+
+def _spawn_sleeping_grandchild(path):
+    _fork_sleeping_grandchild(path)
     _sleep_forever()
 
 
 def _answer_leaving_a_grandchild(path):
-    """Answer at once, leaving a grandchild that holds the answer pipe open (as a solver
-    subprocess or a worker process inherits it) and sleeps."""
-    pid = os.fork()
-    if pid == 0:
-        while True:
-            time.sleep(1)
-    with open(path, "w") as fh:
-        fh.write(str(pid))
+    """Answer at once, leaving a sleeping grandchild behind."""
+    _fork_sleeping_grandchild(path)
     return 42
 
 
