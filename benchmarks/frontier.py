@@ -247,13 +247,12 @@ def one(args) -> int:
 
 
 def run(args) -> int:
+    from medverify.errors import ConfigError
+    from medverify.verifiers import options_by_backend
     from medverify.verify import run_verifier
 
     out = Path(args.out)
     instances = json.loads((out / "instances.json").read_text())
-    from medverify.errors import ConfigError
-    from medverify.verifiers import options_by_backend
-
     try:
         options = options_by_backend(args.options)
     except ConfigError as exc:

@@ -67,6 +67,10 @@ UNDECIDED = ("unknown", "timeout", "error")
 MIN_UNCENSORED = 10
 
 SUPPORTED, NOT_SUPPORTED, NOT_COMPARABLE = "supported", "not supported", "not comparable"
+#: the search-statistics tables (rule search_stats) the findings read, by input name
+SEARCH_TABLES = ("lognormal", "train_test", "beta_eps", "beta_pairs", "twins")
+#: every optional table of the findings rule (``document``'s ``tables`` keys)
+TABLES = (*SEARCH_TABLES, "guided")
 
 
 def _pct(x: float) -> str:
@@ -846,15 +850,13 @@ def document(
     tables: Mapping[str, str | None] | None = None,
 ) -> str:
     """The findings document (markdown) from the record frame, model metrics, the
-    config and the optional search/guided tables (``tables``: keys ``lognormal``,
-    ``train_test``, ``beta_eps``, ``beta_pairs``, ``twins`` from rule search_stats and ``guided``
-    from rule guided; a missing key or file makes its section say "not run")."""
+    config and the optional search/guided tables (``tables``: keys ``TABLES``, the
+    ``SEARCH_TABLES`` from rule search_stats and ``guided`` from rule guided; a missing
+    key or file makes its section say "not run")."""
     tables = dict(tables or {})
     search_text, search_warnings = search_section(
         config,
-        **{
-            k: tables.get(k) for k in ("lognormal", "train_test", "beta_eps", "beta_pairs", "twins")
-        },
+        **{k: tables.get(k) for k in SEARCH_TABLES},
     )
     guided_text, guided_warnings = guided_section(config, tables.get("guided"))
     parts = [

@@ -19,13 +19,24 @@ log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
+#: the verifier option that is also a verify/search job's cores (crown: branch-and-bound
+#: worker processes; milp: HiGHS threads)
+THREADS_OPTION = "threads"
+
+
+def job_threads(options) -> int:
+    """The cores a verify/search job asks Snakemake for: its verifier's threads option,
+    1 when the options have none."""
+    return int(dict(options).get(THREADS_OPTION, 1))
+
+
 def job_options(options, threads: int) -> dict:
-    """A verify/search job's verifier options, ``threads`` (when the verifier has that
-    option) set to the cores Snakemake granted the job: the rule asks for the option's
-    value, and ``--cores`` may scale a request down."""
+    """A verify/search job's verifier options, the threads option (when set) replaced by
+    the cores Snakemake granted the job: the rule asks for ``job_threads``, and
+    ``--cores`` may scale a request down."""
     out = dict(options)
-    if "threads" in out:
-        out["threads"] = int(threads)
+    if THREADS_OPTION in out:
+        out[THREADS_OPTION] = int(threads)
     return out
 
 

@@ -2,7 +2,7 @@
 import math
 
 from medverify.perturbations import FAMILIES as PERTURBATION_FAMILIES
-from medverify.pipeline import ADVERSARIAL_SUFFIX, split_model_name
+from medverify.pipeline import ADVERSARIAL_SUFFIX, job_threads, split_model_name
 from medverify.resources import verify_job
 from medverify.strategies import STRATEGIES
 from medverify.verifiers import BACKENDS, conda_env
@@ -113,9 +113,8 @@ def verifier_options(wildcards):
 
 
 def verifier_threads(wildcards):
-    """Cores of a verify/search job: the verifier's ``threads`` option (crown: branch and
-    bound worker processes; milp: HiGHS threads), 1 when it has none."""
-    return int(verifier_options(wildcards).get("threads", 1))
+    """Cores of a verify/search job (pipeline.job_threads of its verifier's options)."""
+    return job_threads(verifier_options(wildcards))
 
 
 def verifier_env(wildcards):

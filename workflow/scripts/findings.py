@@ -17,9 +17,6 @@ with rule_log(snakemake.log[0], "findings"):
         data_dir=snakemake.params.data_dir,
         channels=dict(snakemake.params.channels),
         # each table is an empty list when its stage is not part of this run
-        tables={
-            key: first(key)
-            for key in ("lognormal", "train_test", "beta_eps", "beta_pairs", "twins", "guided")
-        },
+        tables={key: first(key) for key in findings.TABLES},
         html_path=snakemake.output.html,
     )

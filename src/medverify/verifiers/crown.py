@@ -646,9 +646,8 @@ class Verifier:
         """One worker of ``_shared_bab``: take batches of open domains and run the loop
         on each until none is left anywhere, a counterexample is found or time is up.
         Returns its report (a dict)."""
-        rep = {"domains": 0, "proven_min": np.inf, "undecided": 0, "timeout": False}
-        rep.update(closed=0, expanded=0)
-        rep.update(busy_s=0.0, worst_open=None, cex=None)
+        rep = dict(domains=0, closed=0, expanded=0, undecided=0, proven_min=np.inf)
+        rep.update(busy_s=0.0, timeout=False, worst_open=None, cex=None)
         while True:
             entries = share.take(deadline)
             if entries is None:  # nothing left, stopped, or out of time
