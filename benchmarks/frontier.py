@@ -24,7 +24,9 @@ instances per network (e.g. for the slow backends), ``--keys`` selects instances
 (``net/index/k``).
 
 ``one``: one instance (``--key``) with crown in this process, options as JSON
-(``--options '{"fsb_k": 8}'``): status, domains, CPU and wall seconds on one line.
+(``--options '{"fsb_k": 8}'``): status, domains, CPU and wall seconds (CPU of this
+process only: with ``"threads": 2`` the workers' share is in ``worker_busy_s``), on one
+line.
 
 ``report``: per network and backend (and tag): decided count and share, median and p95
 time (undecided count as the timeout), median branch-and-bound domains (crown), the
@@ -241,6 +243,9 @@ def one(args) -> int:
         "wall_s": round(time.perf_counter() - w0, 2),
         "trees": st.get("bab_trees"),
         "worst_open_bound": st.get("worst_open_bound"),
+        # with "threads" > 1: domains bounded and seconds busy per worker process
+        "worker_domains": st.get("worker_domains"),
+        "worker_busy_s": st.get("worker_busy_s"),
     }
     print(json.dumps(row), flush=True)
     return 0

@@ -7,6 +7,9 @@
     # exact critical beta vs bisection, MILP minimum eps vs the bisection bracket
     python benchmarks/search.py routes --onnx M.onnx --dataset pneumoniamnist \
         --data-dir ../shared/data/medmnist --instances 100 --timeout 2 --out DIR
+    # statistics tables (log-normal fits, twins: model vs <model>_pgd) of every search
+    # record under DIR, e.g. bisection runs of several models with --out DIR/<model>
+    python benchmarks/search.py tables --out DIR --tables TABLES
 
 Inputs are the first N correctly classified test images (onnxruntime), as in the
 workflow. Every search record is written to DIR/<route>/<family>/<index>.json (probes
@@ -90,8 +93,6 @@ def summary(name, recs):
 def dist(args) -> int:
     """Test and train split searches of one model (first N correctly classified of each),
     then the statistics tables of medverify.stats over every record under --out."""
-    from medverify import stats
-
     splits = data.load(args.dataset, args.data_dir, md5=None, splits=("test", "train"))
     verifier = "exact" if args.method == "exact" else args.verifier
     for split, sp in splits.items():
@@ -119,26 +120,46 @@ def dist(args) -> int:
             recs.append(rec)
         summary(f"{args.dataset}/{Path(args.onnx).parent.name} {split} {args.family}", recs)
     if args.tables:
-        df = stats.load(sorted(Path(args.out).rglob("*.json")))
-        tables = Path(args.tables)
-        tables.mkdir(parents=True, exist_ok=True)
-        df.to_csv(tables / "critical_eps.csv", index=False)
-        for name, frame in (
-            ("critical_lognormal", stats.lognormal_fit(df)),
-            ("critical_train_test", stats.train_vs_test(df)),
-            ("critical_spearman", stats.spearman(df)),
-            ("critical_labels", stats.counterexample_labels(df)),
-        ):
-            frame.to_csv(tables / f"{name}.csv", index=False)
+        return tables(args)
+    return 0
+
+
+def tables(args) -> int:
+    """The statistics tables of medverify.stats over every search record under --out
+    (probe caches left out), in --tables; prints the twin table (model vs <model>_pgd)."""
+    from medverify import stats
+
+    if not args.tables:
+        print("search benchmark: tables needs --tables DIR", file=sys.stderr)
+        return 2
+    paths = sorted(p for p in Path(args.out).rglob("*.json") if "cache" not in p.parts)
+    if not paths:
+        print(f"search benchmark: no search record under {args.out}", file=sys.stderr)
+        return 2
+    df = stats.load(paths)
+    out = Path(args.tables)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "critical_eps.csv", index=False)
+    twins = stats.twin_shift(df)
+    for name, frame in (
+        ("critical_lognormal", stats.lognormal_fit(df)),
+        ("critical_train_test", stats.train_vs_test(df)),
+        ("critical_spearman", stats.spearman(df)),
+        ("critical_labels", stats.counterexample_labels(df)),
+        ("critical_twins", twins),
+    ):
+        frame.to_csv(out / f"{name}.csv", index=False)
+    print(twins.to_string(index=False))
+    print(f"{len(df)} searches -> {out}")
     return 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("part", choices=("bisection", "routes", "dist"))
-    ap.add_argument("--onnx", required=True)
-    ap.add_argument("--dataset", required=True)
-    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("part", choices=("bisection", "routes", "dist", "tables"))
+    ap.add_argument("--onnx", help="every part but tables")
+    ap.add_argument("--dataset", help="every part but tables")
+    ap.add_argument("--data-dir", help="every part but tables")
     ap.add_argument("--instances", type=int, default=100)
     ap.add_argument("--timeout", type=float, default=2.0, help="per probe (milp-min: whole)")
     ap.add_argument("--milp-timeout", type=float, default=30.0)
@@ -165,6 +186,13 @@ def main(argv=None) -> int:
     args.max_eps = {"linf": 0.4, "brightness": 1.0}
     if args.part == "dist":
         return dist(args)
+    if args.part == "tables":
+        return tables(args)
+    missing = [
+        f"--{k.replace('_', '-')}" for k in ("onnx", "dataset", "data_dir") if not getattr(args, k)
+    ]
+    if missing:
+        ap.error(f"{args.part} needs {', '.join(missing)}")
     test = data.load(args.dataset, args.data_dir, md5=None, splits=("test",))["test"]
     idx = selected(args.onnx, test.images, test.labels, args.instances)
     if args.part == "bisection":
