@@ -204,6 +204,46 @@ def test_an_undecided_probe_leaves_the_bracket_open(tmp_path):
     assert "censored" in rec.message
 
 
+def test_bisection_goes_on_below_an_undecided_probe(tmp_path):
+    """crown with bounds only (no attack, no branch and bound) answers ``unknown`` above
+    what alpha-CROWN proves. The search does not stop at the first ``unknown``: it bisects
+    below it, so the robust end rises to the largest proven grid point, right under the
+    ceiling, and stays below the MILP's replayed counterexample."""
+    rng = np.random.default_rng(5)
+    net = AffineNet(
+        [
+            (rng.normal(size=(8, 4)), 0.1 * rng.normal(size=8)),
+            (rng.normal(size=(8, 8)), 0.1 * rng.normal(size=8)),
+            (rng.normal(size=(2, 8)), np.zeros(2)),
+        ]
+    )
+    image = np.full((1, 2, 2), 0.5)
+    label = int(np.argmax(net.forward(image.reshape(-1))))
+    onnx = _onnx(net, tmp_path)
+    rec = search.search_image(
+        onnx,
+        image,
+        _question(label, "linf", "crown"),
+        grid=GRID,
+        seeds=False,
+        options={"bab": False, "attack": False},
+    )
+    ref = search.search_image(onnx, image, _question(label, "linf", "milp"), grid=GRID, seeds=False)
+    assert ref.eps_counterexample is not None and not ref.censored
+    statuses = [p["status"] for p in rec.probes]
+    assert statuses[0] == "unknown" and "robust" in statuses[1:], statuses
+    assert rec.censored and rec.eps_counterexample is None
+    assert 0.5 * ref.eps_robust < rec.eps_robust < ref.eps_counterexample
+    # the ceiling is the grid point right above the robust end, named in the message
+    ceiling = rec.eps_robust + GRID.resolution
+    assert f"eps={ceiling:.6g} ended unknown" in rec.message
+    by_eps = {round(p["magnitude_k"] / 255 / GRID.resolution): p["status"] for p in rec.probes}
+    assert by_eps[round(ceiling / GRID.resolution)] == "unknown"
+    assert by_eps[round(rec.eps_robust / GRID.resolution)] == "robust"
+    # no more probes than a bisection of the whole grid
+    assert len(rec.probes) <= int(np.ceil(np.log2(GRID.n + 1))) + 1
+
+
 def test_search_record_round_trip(tmp_path):
     q = _question(0, "linf", "crown").replace(slot=3)
     rec = SearchRecord.build(

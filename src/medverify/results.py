@@ -154,8 +154,9 @@ class SearchRecord:
     the per-probe timeout); ``probes`` are ordinary verification records (as dicts).
 
     ``eps_counterexample`` None: no counterexample up to ``max_eps`` (right-censored at the
-    range). ``censored``: a probe ended undecided (timeout / unknown / error), so the
-    bracket is wider than the grid allows; the bracket is still what was proven."""
+    range). ``censored``: a probe inside the bracket ended undecided (timeout / unknown /
+    error), so the bracket is wider than the grid allows; the bracket is still what was
+    proven."""
 
     dataset: str
     model: str

@@ -16,8 +16,11 @@ Methods (``results.SEARCH_METHODS``):
   points strictly between them cost a backend call. Every backend call is an ordinary
   verification (``verify.run_verifier``: isolated child, hard timeout, replay) cached
   on disk as it finishes (``cache_dir``), so a restarted search resumes. A probe that
-  ends undecided (timeout, unknown, error) stops the search: the bracket stays what was
-  proven and the record says ``censored``.
+  ends ``timeout`` or ``unknown`` is a ceiling: the bisection goes on between the robust
+  end and it (lower magnitudes are easier to decide), so the robust end keeps rising
+  and a counterexample found below the ceiling still closes the bracket. A probe that
+  ends ``error`` stops the search. Either way the record says ``censored`` when an
+  undecided probe lies inside the final bracket; the bracket is what was proven.
 - ``exact`` (one-parameter families): one ``exact`` verification over the whole range
   reports the label-change parameters on each side of the nominal one; converted to
   eps they give the critical magnitude without bisection.
@@ -61,6 +64,9 @@ BOUND_METHODS = ("crown",)
 SEED_ATTACK = "attack.corner_search"
 #: grid points of the attack seed on families with one or two parameters
 GRID_POINTS = 129
+#: probe verdicts below which a bisection keeps going (a ceiling of the bracket); any
+#: other undecided verdict (an error) ends the search
+UNDECIDED_GOES_ON = ("timeout", "unknown")
 
 
 @dataclass(frozen=True)
@@ -256,10 +262,17 @@ def bisection(s: _Searcher) -> dict:
                 message=f"{best_method} bounds prove every margin positive",
             ),
         )
-    censored = False
-    # complete-verifier bisection on the open part of the bracket
-    while (hi is None and lo < n) or (hi is not None and hi - lo > 1):
-        mid = n if hi is None else (lo + hi) // 2
+    # complete-verifier bisection on the open part of the bracket. A probe that times out
+    # (or ends unknown) becomes a ceiling: the bisection goes on below it, where probes
+    # are easier, so the robust end still rises and a counterexample found below it
+    # closes the bracket after all. An error stops the search (a broken backend is not
+    # a hard magnitude).
+    ceiling = ceiling_rec = None  # lowest undecided grid point above lo
+    while True:
+        top = min(x for x in (hi, ceiling, n + 1) if x is not None)
+        if top - lo <= 1:
+            break
+        mid = n if top == n + 1 else (lo + top) // 2  # whole range open: top first
         rec = s.complete(mid)
         s.probes.append(rec)
         if rec.status == "robust":
@@ -267,16 +280,25 @@ def bisection(s: _Searcher) -> dict:
         elif rec.status == "counterexample":
             hi, hi_rec = mid, rec
         else:
-            censored = True
-            break
+            ceiling, ceiling_rec = mid, rec
+            if rec.status not in UNDECIDED_GOES_ON:
+                break
+    # censored: an undecided probe lies inside the final bracket
+    censored = ceiling is not None and ceiling > lo and (hi is None or ceiling < hi)
     probes = [r for r in (lo_rec, hi_rec) if r is not None and r not in s.probes] + s.probes
-    return dict(
+    out = dict(
         eps_robust=grid.eps(lo),
         eps_counterexample=None if hi is None else grid.eps(hi),
         counterexample_label=_label(hi_rec),
         probes=probes,
         censored=censored,
     )
+    if censored:
+        out["message"] = (
+            f"censored: probe at eps={grid.eps(ceiling):.6g} ended {ceiling_rec.status}: "
+            f"{ceiling_rec.message or ''}".strip()
+        )
+    return out
 
 
 def exact_route(s: _Searcher) -> dict:
