@@ -76,6 +76,21 @@ def inside(rec, value, tol=1e-9):
     return rec.eps_robust - tol <= value <= hi + tol
 
 
+def converged(rec) -> bool:
+    """Did the bisection reach the grid resolution if undecided probes count as its top?
+    (The lowest probe above the robust end that is not robust, a counterexample or an
+    undecided one, lies one grid step above it.) Not a bracket: an undecided probe proves
+    nothing; this is the convention of studies that take a timeout as not robust."""
+    if rec.eps_robust is None:
+        return False
+    above = [
+        p["magnitude_k"] / 255
+        for p in rec.probes
+        if p["status"] != "robust" and p["magnitude_k"] / 255 > rec.eps_robust + 1e-12
+    ]
+    return bool(above) and min(above) - rec.eps_robust <= rec.resolution * (1 + 1e-6)
+
+
 def summary(name, recs):
     secs = np.array([r.seconds for r in recs])
     widths = [r.width for r in recs if r.width is not None]
@@ -85,7 +100,8 @@ def summary(name, recs):
         f"{name}: n={len(recs)} median {np.median(secs):.2f}s p90 {np.percentile(secs, 90):.2f}s "
         f"at resolution {at_res}/{len(recs)}, censored {sum(r.censored for r in recs)}, "
         f"no counterexample in range {beyond}, median width "
-        f"{np.median(widths) * 255 if widths else float('nan'):.2f}/255",
+        f"{np.median(widths) * 255 if widths else float('nan'):.2f}/255, converged with "
+        f"undecided probes as the top {sum(map(converged, recs))}/{len(recs)}",
         flush=True,
     )
 
