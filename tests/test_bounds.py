@@ -312,3 +312,70 @@ def test_tightened_hidden_bounds_contain_their_domains_points():
             for (l_u, u_u), (l_r, u_r) in zip(used, refined, strict=True):
                 assert torch.equal(l_u[d], l_r[d]) and torch.equal(u_u[d], u_r[d])
     assert tighter > 0
+
+
+def test_first_layer_children_equal_a_full_pass_over_the_children():
+    """Branching scores: the two children of splitting a first-layer neuron, bounded from
+    the parent's own pass (``first_layer_children``), equal ``margins_fixed`` over the
+    stacked children (split clamped, same slopes and multipliers), with alphas and
+    betas of a domain that has splits in every layer."""
+    import torch
+
+    rng = np.random.default_rng(5)
+    checked = 0
+    for trial in range(6):
+        net = random_net(rng, [6, 12, 12, 12, 4])
+        lo, hi = np.zeros(6), np.ones(6)
+        eng = bounds.Batched(net, lo, hi)
+        B = 3
+        hidden = [
+            (lw.expand(B, -1), up.expand(B, -1))
+            for lw, up in eng.crown(eng.lo[None], eng.hi[None])[:-1]
+        ]
+        splits = [torch.zeros((B, 12), dtype=torch.int8) for _ in range(3)]
+        for i, (l_i, u_i) in enumerate(hidden):
+            open_ = np.flatnonzero(((l_i[0] < 0) & (u_i[0] > 0)).numpy())
+            for d in range(B):  # one split per layer and domain, on unstable neurons
+                if len(open_) > 2:
+                    splits[i][d, open_[(d + trial) % len(open_)]] = 1 if d % 2 else -1
+        hidden = eng.clamp_splits(hidden, splits)
+        m = net.layers[-1][0].shape[0]
+        alphas = [torch.as_tensor(rng.uniform(0, 1, (B, m, 12))) for _ in range(3)]
+        # multipliers on every neuron: an unsplit one's adds nothing to the domain's pass
+        # but enters its children's (a kept beta of a neuron split later)
+        betas = [torch.as_tensor(rng.uniform(0, 0.5, (B, m, 12))) for _ in splits]
+        lo_b, hi_b = eng.lo.expand(B, -1), eng.hi.expand(B, -1)
+        own = eng.fixed_pass(lo_b, hi_b, hidden, splits, alphas, betas)
+        assert torch.allclose(own[0], eng.margins_fixed(lo_b, hi_b, hidden, splits, alphas, betas))
+        rows, neurons = [], []
+        for d in range(B):
+            l0, u0 = hidden[0]
+            for j in range(12):
+                if l0[d, j] < 0 < u0[d, j] and splits[0][d, j] == 0:
+                    rows.append(d)
+                    neurons.append(j)
+        if not rows:
+            continue
+        fast = eng.first_layer_children(
+            own, alphas, betas, torch.tensor(rows), torch.tensor(neurons)
+        )
+        idx = torch.tensor([d for d in rows for _ in (1, -1)])
+        child_splits = [s.index_select(0, idx).clone() for s in splits]
+        for c, j in enumerate(neurons):
+            child_splits[0][2 * c, j], child_splits[0][2 * c + 1, j] = 1, -1
+        child_hidden = eng.clamp_splits(
+            [(lw.index_select(0, idx), up.index_select(0, idx)) for lw, up in hidden], child_splits
+        )
+        n = len(idx)
+        full = eng.margins_fixed(
+            eng.lo.expand(n, -1),
+            eng.hi.expand(n, -1),
+            child_hidden,
+            child_splits,
+            [a.index_select(0, idx) for a in alphas],
+            [b.index_select(0, idx) for b in betas],
+        )
+        assert fast.shape == full.shape
+        assert torch.allclose(fast, full, atol=1e-9, rtol=1e-9), (fast - full).abs().max()
+        checked += len(rows)
+    assert checked >= 10

@@ -542,6 +542,12 @@ class Batched:
         bounds, slopes and split multipliers, not optimised: one batched backward pass
         (e.g. to score branching candidates by their children's bounds). ``dtype``: the
         precision of the pass (float64 when None; a lower one only for heuristics)."""
+        return self.fixed_pass(lo, hi, hidden, splits, alphas, betas, dtype)[0]
+
+    def fixed_pass(self, lo, hi, hidden, splits, alphas=None, betas=None, dtype=None):
+        """``margins_fixed``'s pass, with what ``first_layer_children`` needs: returns
+        (lb (B, m), x coefficients (B, m, n0), coefficients on each hidden layer's
+        post-activations (``backward``'s kept), the first hidden layer's relaxation)."""
         torch = self.torch
         dt = torch.float64 if dtype is None else dtype
 
@@ -554,7 +560,7 @@ class Batched:
         relax = [relu_relaxation(l_i.to(dt), torch.maximum(u_i, l_i).to(dt)) for l_i, u_i in hidden]
         sp = to(splits) if betas is not None else None
         with torch.no_grad():
-            lb, _, _ = backward(
+            lb, Ax, kept = backward(
                 layers,
                 relax,
                 len(hidden),
@@ -566,7 +572,43 @@ class Batched:
                 to(betas),
                 sp,
             )
-        return lb
+        return lb, Ax, kept, relax[0] if relax else None
+
+    def first_layer_children(self, parent_pass, alphas, betas, rows, neurons):
+        """``margins_fixed`` of the two children of splitting first-hidden-layer neuron
+        ``neurons[c]`` of domain ``rows[c]`` (z >= 0, then z <= 0), computed from the
+        domains' own ``fixed_pass`` over this engine's box (``parent_pass``, with the same
+        slopes ``alphas`` and multipliers ``betas``). A child differs from its domain only
+        in that neuron's relaxation, whose coefficient reaches x through one row of the
+        first layer's weights: each child costs O(m n0) instead of a pass through every
+        layer. Returns (2 C, m): candidate c's children in rows 2c and 2c + 1, the order
+        of ``margins_fixed`` on the stacked children."""
+        lb, Ax, kept, (sl, su, tu, _) = parent_pass
+        dt = lb.dtype
+        w0, b0 = self._cast_layers(dt)[0]
+        lo, hi = self.lo.to(dt), self.hi.to(dt)
+
+        def x_part(A):  # the bound's term in x: sum of min over the box, per row
+            pos = _pos(A)
+            return (pos * lo).sum(-1) + ((A - pos) * hi).sum(-1)
+
+        a = kept[0][rows, :, neurons]  # (C, m): coefficients on the neuron's output
+        ap = _pos(a)
+        an = a - ap
+        slope = sl[rows, neurons][:, None]
+        if alphas is not None and alphas[0] is not None:
+            slope = alphas[0][rows, :, neurons].to(dt)  # unstable: its alpha, per row
+        beta = 0.0
+        if betas is not None and betas[0] is not None:
+            beta = betas[0][rows, :, neurons].to(dt)
+        w_j, b_j = w0[neurons][:, None, :], b0[neurons][:, None]
+        Ax = Ax[rows]
+        coef = ap * slope + an * su[rows, neurons][:, None]  # the domain's (unsplit: no beta)
+        base = lb[rows] - an * tu[rows, neurons][:, None] - coef * b_j - x_part(Ax)
+        children = []
+        for child in (a - beta, beta + 0.0 * a):  # z >= 0: identity; z <= 0: zero (+ beta)
+            children.append(base + child * b_j + x_part(Ax + (child - coef)[..., None] * w_j))
+        return self.torch.stack(children, dim=1).reshape(-1, lb.shape[1])
 
     def margins_lower(
         self,

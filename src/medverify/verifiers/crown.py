@@ -699,7 +699,9 @@ class Verifier:
 
     def _choose(self, eng, parents):
         """The (layer, index) to split for each heap entry: its best-scored candidate,
-        or with ``fsb_k > 1`` the candidate whose children's worse bound is highest."""
+        or with ``fsb_k > 1`` the candidate whose children's worse bound is highest.
+        Children of first-layer candidates are bounded from their parent's own pass
+        (``Batched.first_layer_children``); the others by one batched pass."""
         import torch
 
         out = [par[4][0] for par in parents]
@@ -707,32 +709,24 @@ class Verifier:
         if self.fsb_k <= 1 or not rows:
             return out
         n_layers = len(parents[0][2])
-        # child j (two per candidate) of parent idx[j]: the parents' tensors are
-        # concatenated once and their rows repeated by one index per layer
-        idx = torch.tensor([p for p, _ in rows for _ in (1, -1)])
+        root = self._root_alphas
 
-        def stack(get):
+        def stack(get, idx):
             return torch.cat([get(par) for par in parents]).index_select(0, idx)
 
-        splits = [stack(lambda par, i=i: par[2][i]) for i in range(n_layers)]
-        child = torch.arange(len(rows))
-        for layer in range(n_layers):
-            mine = [r for r, (_, (lay, _)) in enumerate(rows) if lay == layer]
-            if mine:
-                r = child[mine]
-                j = torch.tensor([rows[m][1][1] for m in mine])
-                splits[layer][2 * r, j] = 1
-                splits[layer][2 * r + 1, j] = -1
-        parent_b = [
-            (stack(lambda par, i=i: par[3][i][0]), stack(lambda par, i=i: par[3][i][1]))
-            for i in range(n_layers)
-        ]
-        hidden = eng.clamp_splits(parent_b, splits)
-        root = self._root_alphas
-        alphas = betas = None
-        if root is not None:
+        def params(idx):
+            """Hidden bounds, slopes and multipliers of the parents ``idx`` (rows)."""
+            hidden = [
+                (
+                    stack(lambda par, i=i: par[3][i][0], idx),
+                    stack(lambda par, i=i: par[3][i][1], idx),
+                )
+                for i in range(n_layers)
+            ]
+            if root is None:
+                return hidden, None, None
             alphas = [
-                stack(lambda par, i=i: root[i] if par[5] is None else par[5][i])
+                stack(lambda par, i=i: root[i] if par[5] is None else par[5][i], idx)
                 for i in range(n_layers)
             ]
             betas = [
@@ -741,26 +735,60 @@ class Verifier:
                         torch.zeros_like(root[i])
                         if par[6] is None or par[6][i] is None
                         else par[6][i]
-                    )
+                    ),
+                    idx,
                 )
                 for i in range(n_layers)
             ]
-        n = len(idx)
-        lb = eng.margins_fixed(
-            eng.lo.expand(n, -1),
-            eng.hi.expand(n, -1),
-            hidden,
-            splits,
-            alphas,
-            betas,
-            dtype=eng.search_dtype,  # a score only: the search's precision
-        )
-        pair = lb.min(dim=1).values.view(-1, 2)
-        score = (pair.min(dim=1).values + 1e-3 * pair.max(dim=1).values).tolist()
+            return hidden, alphas, betas
+
+        worse = [0.0] * len(rows)  # per candidate: min(children) + 1e-3 max(children)
+        dt = eng.search_dtype  # a score only: the search's precision
+        first = [r for r, (_, (lay, _)) in enumerate(rows) if lay == 0]
+        deeper = [r for r, (_, (lay, _)) in enumerate(rows) if lay != 0]
+        pairs = []
+        if first:
+            owners = sorted({rows[r][0] for r in first})
+            pos = {p: k for k, p in enumerate(owners)}
+            idx = torch.tensor(owners)
+            hidden, alphas, betas = params(idx)
+            splits = [stack(lambda par, i=i: par[2][i], idx) for i in range(n_layers)]
+            n = len(owners)
+            lo_b, hi_b = eng.lo.expand(n, -1), eng.hi.expand(n, -1)
+            own = eng.fixed_pass(lo_b, hi_b, hidden, splits, alphas, betas, dtype=dt)
+            lb = eng.first_layer_children(
+                own,
+                alphas,
+                betas,
+                torch.tensor([pos[rows[r][0]] for r in first]),
+                torch.tensor([rows[r][1][1] for r in first]),
+            )
+            pairs.append((first, lb))
+        if deeper:
+            # child j (two per candidate) of parent idx[j]: the parents' tensors are
+            # concatenated once and their rows repeated by one index per layer
+            idx = torch.tensor([rows[r][0] for r in deeper for _ in (1, -1)])
+            splits = [stack(lambda par, i=i: par[2][i], idx) for i in range(n_layers)]
+            for k, r in enumerate(deeper):
+                layer, j = rows[r][1]
+                splits[layer][2 * k, j] = 1
+                splits[layer][2 * k + 1, j] = -1
+            hidden, alphas, betas = params(idx)
+            hidden = eng.clamp_splits(hidden, splits)
+            n = len(idx)
+            lb = eng.margins_fixed(
+                eng.lo.expand(n, -1), eng.hi.expand(n, -1), hidden, splits, alphas, betas, dtype=dt
+            )
+            pairs.append((deeper, lb))
+        for which, lb in pairs:
+            pair = lb.min(dim=1).values.view(-1, 2)
+            score = (pair.min(dim=1).values + 1e-3 * pair.max(dim=1).values).tolist()
+            for r, v in zip(which, score, strict=True):
+                worse[r] = v
         best: dict = {}
         for r, (p, c) in enumerate(rows):
-            if p not in best or score[r] > best[p][0]:
-                best[p] = (score[r], c)
+            if p not in best or worse[r] > best[p][0]:
+                best[p] = (worse[r], c)
         return [best[p][1] if p in best else out[p] for p in range(len(parents))]
 
     @staticmethod
