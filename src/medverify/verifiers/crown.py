@@ -424,6 +424,12 @@ class Verifier:
         counter = itertools.count()
         heap = [(e[0], next(counter), *e[2:]) for e in heap]  # ids unique in this loop
         heapq.heapify(heap)
+        if share is not None:
+            # a worker keeps its heap alive past this loop: freeing a heap of 1e5 domains
+            # takes longer than the parent waits for the worker's report after the
+            # deadline (the report was lost and the tree's counts with it); the worker
+            # process exits right after reporting, and its memory goes with it
+            share.live = heap
         pending = list(pending)
         model = None  # torch margin net for PGD inside the loop (built on first use)
         inherit = self.inherit_bounds
@@ -561,6 +567,7 @@ class Verifier:
                 heap.sort()  # a sorted list is a heap; every other domain goes
                 share.give(heap[1::2])
                 heap = heap[0::2]
+                share.live = heap
         stats.update(
             domains=visited,
             open_domains=len(heap) + len(pending),
@@ -871,6 +878,7 @@ class _Share:
         self._given = ctx.Value("i", 0, lock=False)  # domains handed out in all
         self._count = ctx.Value("i", 0, lock=False)  # batches handed out in all
         self.worker = 0
+        self.live = None  # a worker's current heap (Verifier._bab)
         self._waiting = False
         self._parent = os.getpid()
 
