@@ -96,12 +96,17 @@ def summary(name, recs):
     widths = [r.width for r in recs if r.width is not None]
     at_res = sum(1 for r in recs if r.width is not None and r.width <= r.resolution + 1e-12)
     beyond = sum(1 for r in recs if r.eps_counterexample is None)
+    bis = [r for r in recs if r.method == "bisection"]
     print(
         f"{name}: n={len(recs)} median {np.median(secs):.2f}s p90 {np.percentile(secs, 90):.2f}s "
         f"at resolution {at_res}/{len(recs)}, censored {sum(r.censored for r in recs)}, "
         f"no counterexample in range {beyond}, median width "
-        f"{np.median(widths) * 255 if widths else float('nan'):.2f}/255, converged with "
-        f"undecided probes as the top {sum(map(converged, recs))}/{len(recs)}",
+        f"{np.median(widths) * 255 if widths else float('nan'):.2f}/255"
+        + (
+            f", converged with undecided probes as the top {sum(map(converged, bis))}/{len(bis)}"
+            if bis
+            else ""
+        ),
         flush=True,
     )
 

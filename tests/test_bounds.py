@@ -379,3 +379,60 @@ def test_first_layer_children_equal_a_full_pass_over_the_children():
         assert torch.allclose(fast, full, atol=1e-9, rtol=1e-9), (fast - full).abs().max()
         checked += len(rows)
     assert checked >= 10
+
+
+def test_tighten_after_a_split_layer_equals_tightening_every_layer():
+    """A child's layers up to its new split's are its parent's, already tightened:
+    ``tighten(..., after=layer of the split)`` skips them and must give the bounds of
+    tightening every layer, for children split in every layer, in one batch."""
+    import torch
+
+    rng = np.random.default_rng(8)
+    compared = 0
+    for _ in range(5):
+        net = random_net(rng, [6, 10, 10, 10, 3])
+        eng = bounds.Batched(net, np.zeros(6), np.ones(6))
+        root = eng.optimized_hidden(eng.lo[None], eng.hi[None], iters=5)
+        alphas = eng.hidden_alphas
+
+        def unstable(h, layer):
+            lw, up = h[layer]
+            return np.flatnonzero(((lw[0] < 0) & (up[0] > 0)).numpy())
+
+        first = unstable(root, 0)
+        if not len(first):
+            continue
+        splits = [torch.zeros((1, 10), dtype=torch.int8) for _ in range(3)]
+        splits[0][0, first[0]] = 1
+        parent = eng.tighten(eng.lo[None], eng.hi[None], eng.clamp_splits(root, splits), alphas)
+        kids, after = [], []
+        for layer in range(3):
+            for j in unstable(parent, layer)[:2]:
+                if splits[layer][0, j] != 0:
+                    continue
+                for sign in (1, -1):
+                    s = [t.clone() for t in splits]
+                    s[layer][0, j] = sign
+                    kids.append(s)
+                    after.append(layer)
+        if len(set(after)) < 2:
+            continue
+        B = len(kids)
+        child_splits = [torch.cat([k[i] for k in kids]) for i in range(3)]
+        hidden = eng.clamp_splits(
+            [(lw.expand(B, -1), up.expand(B, -1)) for lw, up in parent], child_splits
+        )
+        lo_b, hi_b = eng.lo.expand(B, -1), eng.hi.expand(B, -1)
+        full = eng.tighten(lo_b, hi_b, hidden, alphas)
+        fast = eng.tighten(lo_b, hi_b, hidden, alphas, after=torch.tensor(after))
+        for (fl, fu), (sl, su) in zip(full, fast, strict=True):
+            # equal up to round-off (batches of other shapes sum in another order)
+            assert torch.allclose(fl, sl, rtol=0, atol=1e-12)
+            assert torch.allclose(fu, su, rtol=0, atol=1e-12)
+        # and tightening did something for the children split early (not a vacuous check)
+        assert any(
+            not torch.equal(t[0], h[0]) or not torch.equal(t[1], h[1])
+            for t, h in zip(full, hidden, strict=True)
+        )
+        compared += B
+    assert compared >= 20

@@ -347,3 +347,26 @@ def test_two_workers_inside_a_job_stop_at_its_timeout_and_leave_nothing_behind()
     assert min(res.stats["worker_domains"]) > 0  # both workers bounded domains
     for pid in res.stats["worker_pids"]:
         assert gone(pid), f"worker {pid} outlived its job"
+
+
+def test_worker_counts_reach_the_parent_without_a_report():
+    """A worker's bounded-domain count lives in shared memory, written by the worker as it
+    goes: the parent reads it even when the worker never reports (here: it exits without
+    one), as a worker that misses the deadline on a loaded machine does."""
+    import os
+
+    from medverify.verifiers.crown import _Share
+
+    share = _Share(2)
+
+    def work():
+        share.bounded(5)
+        share.bounded(7)
+        os._exit(0)  # no report
+
+    share.worker = 1  # the forked worker's index
+    proc = share.ctx.Process(target=work)
+    proc.start()
+    proc.join(timeout=10)
+    assert proc.exitcode == 0
+    assert share.bounded_by(1) == 12 and share.bounded_by(0) == 0

@@ -475,7 +475,7 @@ class Batched:
             hidden.append((l_k, u_k))
         return hidden
 
-    def tighten(self, lo, hi, hidden, alphas=None, deadline=None):
+    def tighten(self, lo, hi, hidden, alphas=None, deadline=None, after=None):
         """Recompute, for a batch of domains with hidden bounds ``hidden`` (split neurons
         already clamped), the bounds of the neurons of layers >= 1 that are unstable in
         some domain, by one CROWN backward pass each (lower and upper), and intersect
@@ -484,30 +484,45 @@ class Batched:
         alone does not). ``alphas[k]`` optional lower slopes (per hidden layer i < k,
         broadcastable to (B, 2 u_k, n_i)) of layer k's rows, e.g. ``root_alphas`` from
         ``optimized_hidden``. Past ``deadline`` the remaining layers keep the given bounds
-        (still valid). Returns the new list of (lo, hi)."""
+        (still valid). ``after`` (B,) optional: domain d's layers up to ``after[d]`` keep
+        their given bounds (a child's layers up to its new split are its parent's, which
+        were tightened already: recomputing them gives the same bounds). Returns the new
+        list of (lo, hi)."""
         torch = self.torch
         B = lo.shape[0]
         out = [hidden[0]]
         relax = [relu_relaxation(hidden[0][0], torch.maximum(hidden[0][1], hidden[0][0]))]
         for k in range(1, len(hidden)):
             l_k, u_k = hidden[k]
-            idx = ((l_k < 0) & (u_k > 0)).any(dim=0).nonzero().flatten()
+            rows = None if after is None else (after < k).nonzero().flatten()
+            sub_l, sub_u = (l_k, u_k) if rows is None else (l_k[rows], u_k[rows])
+            idx = ((sub_l < 0) & (sub_u > 0)).any(dim=0).nonzero().flatten()
             if deadline is not None and time.perf_counter() > deadline:
                 idx = idx[:0]
             if len(idx):
                 w, b = self.layers[k]
-                A = torch.cat([w[idx], -w[idx]]).expand(B, -1, -1)
-                c = torch.cat([b[idx], -b[idx]]).expand(B, -1)
+                n_rows = B if rows is None else len(rows)
+                A = torch.cat([w[idx], -w[idx]]).expand(n_rows, -1, -1)
+                c = torch.cat([b[idx], -b[idx]]).expand(n_rows, -1)
                 al = None
                 if alphas is not None and alphas[k] is not None:
                     al = self._rows(alphas[k], idx)
+                sub_relax, sub_lo, sub_hi = relax, lo, hi
+                if rows is not None:
+                    sub_relax = [tuple(t[rows] for t in r) for r in relax]
+                    sub_lo, sub_hi = lo[rows], hi[rows]
                 with torch.no_grad():
-                    lb, _, _ = backward(self.layers, relax, k, A, c, lo, hi, al)
+                    lb, _, _ = backward(self.layers, sub_relax, k, A, c, sub_lo, sub_hi, al)
                 n = len(idx)
                 new_lo, new_hi = pad(lb[:, :n], -lb[:, n:])
+                sub_l = torch.maximum(sub_l[:, idx], new_lo)
+                sub_u = torch.minimum(sub_u[:, idx], new_hi)
                 l_k, u_k = l_k.clone(), u_k.clone()
-                l_k[:, idx] = torch.maximum(l_k[:, idx], new_lo)
-                u_k[:, idx] = torch.minimum(u_k[:, idx], new_hi)
+                if rows is None:
+                    l_k[:, idx], u_k[:, idx] = sub_l, sub_u
+                else:
+                    grid = (rows[:, None], idx[None, :])
+                    l_k[grid], u_k[grid] = sub_l, sub_u
             out.append((l_k, u_k))
             relax.append(relu_relaxation(l_k, torch.maximum(u_k, l_k)))
         return out
@@ -622,19 +637,23 @@ class Batched:
         alpha_init=None,
         beta_init=None,
         refine=False,
+        refine_after=None,
     ):
         """Lower bounds (B, m) of the output layer for a batch of domains, with the hidden
         bounds used and the x coefficients: (lb, Ax, kept, hidden, infeasible). The hidden
         bounds are recomputed by CROWN (intersected with ``parent``), or with ``inherit``
         taken from ``parent`` with the splits clamped (much cheaper on wide layers), and with
-        ``refine`` then tightened by ``tighten`` (with ``hidden_alphas``)."""
+        ``refine`` then tightened by ``tighten`` (with ``hidden_alphas``; ``refine_after``
+        is its ``after``)."""
         torch = self.torch
         if not self.n_relu:
             hidden = []
         elif inherit and parent is not None:
             hidden = self.clamp_splits(parent, splits)
             if refine:
-                hidden = self.tighten(lo, hi, hidden, self.hidden_alphas, deadline)
+                hidden = self.tighten(
+                    lo, hi, hidden, self.hidden_alphas, deadline, after=refine_after
+                )
         else:
             hidden = self.crown(lo, hi, splits, parent)[:-1]
         w, b = self.layers[-1]

@@ -396,7 +396,7 @@ class Verifier:
         if root is None:
             root = eng.crown(eng.lo[None], eng.hi[None])[:-1]
         root_splits = [torch.zeros((1, n), dtype=torch.int8) for n in sizes]
-        start = [(root_splits, root, None, None)]
+        start = [(root_splits, root, None, None, -1)]  # split layer -1: none yet
         if self.threads <= 1:
             return self._bab(problem, margin, eng, deadline, stats, pending=start)
         # serial until the tree has a few open domains per worker, then shared
@@ -459,7 +459,7 @@ class Verifier:
                     for sign in (1, -1):
                         s_new = [s.clone() for s in dom_splits]
                         s_new[layer][0, idx] = sign
-                        pending.append((s_new, dom_bounds, dom_a, dom_b))
+                        pending.append((s_new, dom_bounds, dom_a, dom_b, layer))
             # a round stops at the deadline only between its steps, so the next one starts
             # only if it fits at the last round's pace (a job under load overran its hard
             # kill otherwise); near the deadline the rounds shrink instead (above)
@@ -478,6 +478,8 @@ class Verifier:
                     for i in range(len(sizes))
                 ]
             visited += B
+            if share is not None:
+                share.bounded(B)
             alpha_init, beta_init = self._warm(pending, sizes)
             lo_b, hi_b = eng.lo.expand(B, -1), eng.hi.expand(B, -1)
             lb, Ax, kept, hidden, infeasible = eng.margins_lower(
@@ -491,6 +493,8 @@ class Verifier:
                 alpha_init=alpha_init,
                 beta_init=beta_init,
                 refine=refine,
+                # a child's layers up to its split's are its parent's (already refined)
+                refine_after=torch.tensor([p[4] for p in pending]),
             )
             new_alphas, new_betas = eng.last_alphas, eng.last_betas
             lb_min, worst = lb.min(dim=1)
@@ -621,9 +625,16 @@ class Verifier:
                 worst_open.append(rep["worst_open"])
             if rep.get("cex") is not None and cex is None:
                 cex = rep
-        # per worker, summed over the trees of a job (one per open margin)
-        busy = [rep["busy_s"] for rep in reports] + [0.0] * (self.threads - len(reports))
-        done = [rep["domains"] for rep in reports] + [0] * (self.threads - len(reports))
+        # per worker, summed over the trees of a job (one per open margin); a worker
+        # without a report (it missed the deadline) counts what it bounded
+        by_worker = {rep["worker"]: rep for rep in reports}
+        busy, done = [], []
+        for w in range(self.threads):
+            rep = by_worker.get(w)
+            busy.append(rep["busy_s"] if rep else 0.0)
+            done.append(rep["domains"] if rep else share.bounded_by(w))
+            if rep is None:
+                visited += done[-1]
         for key, vals in (("worker_busy_s", busy), ("worker_domains", done)):
             prev = stats.get(key) or [0] * self.threads
             stats[key] = [round(a + b, 2) for a, b in zip(prev, vals, strict=True)]
@@ -654,7 +665,7 @@ class Verifier:
         on each until none is left anywhere, a counterexample is found or time is up.
         Returns its report (a dict)."""
         rep = dict(domains=0, closed=0, expanded=0, undecided=0, proven_min=np.inf)
-        rep.update(busy_s=0.0, timeout=False, worst_open=None, cex=None)
+        rep.update(busy_s=0.0, timeout=False, worst_open=None, cex=None, worker=share.worker)
         while True:
             entries = share.take(deadline)
             if entries is None:  # nothing left, stopped, or out of time
@@ -877,6 +888,9 @@ class _Share:
         self._stop = ctx.Value("b", 0, lock=False)
         self._given = ctx.Value("i", 0, lock=False)  # domains handed out in all
         self._count = ctx.Value("i", 0, lock=False)  # batches handed out in all
+        # domains bounded per worker, kept current by the worker itself: a worker whose
+        # report misses the deadline (a loaded machine) still has its count
+        self._bounded = ctx.Array("q", n, lock=False)
         self.worker = 0
         self.live = None  # a worker's current heap (Verifier._bab)
         self._waiting = False
@@ -919,6 +933,12 @@ class _Share:
     def done(self) -> None:
         with self.lock:
             self._open.value -= 1
+
+    def bounded(self, n: int) -> None:
+        self._bounded[self.worker] += n  # only this worker writes its slot
+
+    def bounded_by(self, worker: int) -> int:
+        return int(self._bounded[worker])
 
     def outstanding(self) -> int:
         return self._open.value
