@@ -212,17 +212,28 @@ def _problem(out: Path, inst: dict, cache: dict):
     return build_problem(net, test.images[inst["index"]], inst["label"], "linf", inst["k"]), ort
 
 
+def instance(out: Path, key: str, prog: str) -> dict | None:
+    """The instance ``key`` (NET/INDEX/K) of ``out``/instances.json, or None after a
+    one-line error on stderr naming the key and the file (``prog`` starts it)."""
+    listing = out / "instances.json"
+    if not listing.exists():
+        print(f"{prog}: no {listing} (run frontier.py build first)", file=sys.stderr)
+        return None
+    found = [i for i in json.loads(listing.read_text()) if _key(i) == key]
+    if not found:
+        print(f"{prog}: no instance {key!r} in {listing}", file=sys.stderr)
+        return None
+    return found[0]
+
+
 def one(args) -> int:
     """One instance, crown in this process (no fork): status, domains, CPU and wall
     seconds, per-margin trees, as one JSON line (for side-by-side option comparisons)."""
     from medverify.verifiers import get
 
     out = Path(args.out)
-    found = [i for i in json.loads((out / "instances.json").read_text()) if _key(i) == args.key]
-    if not found:
-        print(
-            f"frontier one: no instance {args.key!r} in {out / 'instances.json'}", file=sys.stderr
-        )
+    inst = instance(out, args.key, "frontier one")
+    if inst is None:
         return 2
     try:
         options = json.loads(args.options)
@@ -230,7 +241,7 @@ def one(args) -> int:
     except (ValueError, TypeError) as exc:
         print(f"frontier one: bad --options {args.options!r}: {exc}", file=sys.stderr)
         return 2
-    problem, _ = _problem(out, found[0], {})
+    problem, _ = _problem(out, inst, {})
     c0, w0 = time.process_time(), time.perf_counter()
     res = backend.verify(problem, args.timeout)
     st = res.stats or {}

@@ -16,7 +16,6 @@ their mean narrowing against alpha-CROWN, how many became stable, and the second
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -90,13 +89,10 @@ def main(argv=None) -> int:
     from medverify import bounds
 
     out = Path(args.out)
-    found = [
-        i for i in json.loads((out / "instances.json").read_text()) if frontier._key(i) == args.key
-    ]
-    if not found:
-        print(f"milp_refine: no instance {args.key!r} in {out / 'instances.json'}", file=sys.stderr)
+    inst = frontier.instance(out, args.key, "milp_refine")
+    if inst is None:
         return 2
-    problem, _ = frontier._problem(out, found[0], {})
+    problem, _ = frontier._problem(out, inst, {})
     margin = problem.margin_net()
     torch.set_num_threads(1)
     eng = bounds.Batched(margin, problem.lower, problem.upper)

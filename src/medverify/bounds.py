@@ -144,10 +144,15 @@ def backward(layers, relax, k, A, const, lower, upper, alphas=None, betas=None, 
         w, b = layers[i]
         const = const + A @ b
         A = A @ w
-    ap = _pos(A)
-    an = A - ap
-    lb = const + (ap * lower[..., None, :]).sum(-1) + (an * upper[..., None, :]).sum(-1)
+    lb = box_min(A, lower[..., None, :], upper[..., None, :], const)
     return lb, A, kept
+
+
+def box_min(A, lower, upper, const=0.0):
+    """``const`` plus the minimum of ``A @ x`` over the box [lower, upper] (rows of A, any
+    leading shape), summed in that order."""
+    pos = _pos(A)
+    return const + (pos * lower).sum(-1) + ((A - pos) * upper).sum(-1)
 
 
 def torch_cat_rows(pos, u):
@@ -602,11 +607,6 @@ class Batched:
         dt = lb.dtype
         w0, b0 = self._cast_layers(dt)[0]
         lo, hi = self.lo.to(dt), self.hi.to(dt)
-
-        def x_part(A):  # the bound's term in x: sum of min over the box, per row
-            pos = _pos(A)
-            return (pos * lo).sum(-1) + ((A - pos) * hi).sum(-1)
-
         a = kept[0][rows, :, neurons]  # (C, m): coefficients on the neuron's output
         ap = _pos(a)
         an = a - ap
@@ -619,10 +619,11 @@ class Batched:
         w_j, b_j = w0[neurons][:, None, :], b0[neurons][:, None]
         Ax = Ax[rows]
         coef = ap * slope + an * su[rows, neurons][:, None]  # the domain's (unsplit: no beta)
-        base = lb[rows] - an * tu[rows, neurons][:, None] - coef * b_j - x_part(Ax)
+        base = lb[rows] - an * tu[rows, neurons][:, None] - coef * b_j - box_min(Ax, lo, hi)
         children = []
         for child in (a - beta, beta + 0.0 * a):  # z >= 0: identity; z <= 0: zero (+ beta)
-            children.append(base + child * b_j + x_part(Ax + (child - coef)[..., None] * w_j))
+            x_term = box_min(Ax + (child - coef)[..., None] * w_j, lo, hi)
+            children.append(base + child * b_j + x_term)
         return self.torch.stack(children, dim=1).reshape(-1, lb.shape[1])
 
     def margins_lower(
