@@ -229,6 +229,7 @@ def instance(out: Path, key: str, prog: str) -> dict | None:
 def one(args) -> int:
     """One instance, crown in this process (no fork): status, domains, CPU and wall
     seconds, per-margin trees, as one JSON line (for side-by-side option comparisons)."""
+    from medverify.errors import MedverifyError
     from medverify.verifiers import get
 
     out = Path(args.out)
@@ -238,7 +239,7 @@ def one(args) -> int:
     try:
         options = json.loads(args.options)
         backend = get("crown", **options)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, MedverifyError) as exc:
         print(f"frontier one: bad --options {args.options!r}: {exc}", file=sys.stderr)
         return 2
     problem, _ = _problem(out, inst, {})

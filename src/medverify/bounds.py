@@ -39,6 +39,13 @@ SAFETY = 1e-9
 PROVE_TOL = 1e-9
 #: alpha/beta optimisation stops after this many steps without improvement
 PATIENCE = 20
+#: Adam step sizes of the split multipliers (beta-CROWN): of a multiplier warm-started
+#: from its parent's value, and of one that starts at 0 (a new split). A batch of the
+#: branch and bound gets a few steps, each moving a parameter by about one step size, so
+#: a new split's beta needs big steps to reach its value and an inherited one small steps
+#: not to lose it (docs/bounds.md)
+LR_BETA = 0.05
+LR_BETA_NEW = 0.5
 #: l > u + this marks an empty (infeasible) split domain
 INFEASIBLE_TOL = 1e-9
 
@@ -132,13 +139,14 @@ def backward(layers, relax, k, A, const, lower, upper, alphas=None, betas=None, 
     for i in range(k - 1, -1, -1):
         sl, su, tu, unstable = relax[i]
         kept[i] = A
-        ap = _pos(A)
-        an = A - ap
         sl_i = sl[..., None, :]
         if alphas is not None and alphas[i] is not None:
             sl_i = xp.where(unstable[..., None, :], alphas[i], sl_i)
-        const = const + (an * tu[..., None, :]).sum(-1)
-        A = ap * sl_i + an * su[..., None, :]
+        # a negative coefficient takes the upper relaxation (slope su, intercept tu), a
+        # positive one the lower (slope sl_i); the intercepts summed by one matmul
+        neg = A < 0
+        const = const + (xp.where(neg, A, 0.0) @ tu[..., :, None])[..., 0]
+        A = A * xp.where(neg, su[..., None, :], sl_i)
         if betas is not None and betas[i] is not None:
             A = A - betas[i] * splits[i][..., None, :]
         w, b = layers[i]
@@ -149,10 +157,18 @@ def backward(layers, relax, k, A, const, lower, upper, alphas=None, betas=None, 
 
 
 def box_min(A, lower, upper, const=0.0):
-    """``const`` plus the minimum of ``A @ x`` over the box [lower, upper] (rows of A, any
-    leading shape), summed in that order."""
-    pos = _pos(A)
-    return const + (pos * lower).sum(-1) + ((A - pos) * upper).sum(-1)
+    """``const`` plus the minimum of ``A @ x`` over the box [lower, upper]: rows of A (any
+    leading shape), the box (n0,) for all of them or (..., 1, n0), one per leading index.
+    Computed as ``A @ mid - |A| @ rad`` (two matrix products: a few passes over A, where
+    the coefficient-wise minimum took a dozen); its round-off, like every bound's, is
+    covered by ``SAFETY`` and ``PROVE_TOL``."""
+    xp = _xp(A)
+    mid = (lower + upper) / 2
+    rad = (upper - lower) / 2
+    if mid.ndim == 1:
+        return const + A @ mid - xp.abs(A) @ rad
+    mid, rad = xp.swapaxes(mid, -1, -2), xp.swapaxes(rad, -1, -2)
+    return const + (A @ mid)[..., 0] - (xp.abs(A) @ rad)[..., 0]
 
 
 def torch_cat_rows(pos, u):
@@ -320,11 +336,12 @@ class Batched:
         hi=None,
         splits=None,
         lr_alpha=0.1,
-        lr_beta=0.05,
+        lr_beta=LR_BETA,
         deadline=None,
         stop_at=PROVE_TOL,
         alpha_init=None,
         beta_init=None,
+        lr_beta_new=LR_BETA_NEW,
     ):
         """alpha(-beta)-CROWN lower bounds of ``A @ h_k + c`` (A (B, m, n_k), c (B, m)) given
         the bounds of hidden layers 0..k-1. Rows whose bound is above ``stop_at`` stop
@@ -334,7 +351,9 @@ class Batched:
         best bound (B, m, n0), h coefficients of the last pass). ``alpha_init`` (per hidden
         layer, broadcastable to (B, m, n_i)) warm-starts the slopes, e.g. with the root's
         optimised ones; ``beta_init`` (per hidden layer, (B, m, n_i) or None) the split
-        multipliers, e.g. with the parent domain's. After each call ``self.last_alphas``
+        multipliers, e.g. with the parent domain's; a multiplier starting at 0 takes Adam
+        steps of ``lr_beta_new``, one starting from another value steps of ``lr_beta``.
+        After each call ``self.last_alphas``
         and ``self.last_betas`` hold, per row, the parameters of the best bound found
         (any alpha in [0, 1] and beta >= 0 is valid, so they are a sound warm start)."""
         torch = self.torch
@@ -379,7 +398,10 @@ class Batched:
                 for i, has in enumerate(has_split)
             ]
             params += [b for b in betas if b is not None]
-            lrs += [lr_beta] * (len(params) - len(alphas))
+            # per multiplier: big steps from 0 (new splits), small ones from a parent's value
+            lrs += [
+                torch.where(b.detach() == 0, lr_beta_new, lr_beta) for b in betas if b is not None
+            ]
             splits = [s.to(torch.float64) for s in splits]
         splits_s = None if betas is None else [s.to(dt) for s in splits]
         # Adam by hand: torch.optim's first use costs seconds of imports per job
@@ -415,7 +437,10 @@ class Batched:
                     a1.mul_(0.9).add_(g, alpha=0.1)
                     a2.mul_(0.999).addcmul_(g, g, value=0.001)
                     den = (a2 / (1 - 0.999**step)).sqrt_().add_(1e-8)
-                    q.addcdiv_(a1, den, value=-lr / (1 - 0.9**step))
+                    if isinstance(lr, float):
+                        q.addcdiv_(a1, den, value=-lr / (1 - 0.9**step))
+                    else:  # a step size per entry
+                        q.sub_(lr * a1 / den / (1 - 0.9**step))
                 for a in alphas:
                     a.clamp_(0.0, 1.0)
                 for b in betas or ():
@@ -639,13 +664,16 @@ class Batched:
         beta_init=None,
         refine=False,
         refine_after=None,
+        lr_beta=LR_BETA,
+        lr_beta_new=LR_BETA_NEW,
     ):
         """Lower bounds (B, m) of the output layer for a batch of domains, with the hidden
         bounds used and the x coefficients: (lb, Ax, kept, hidden, infeasible). The hidden
         bounds are recomputed by CROWN (intersected with ``parent``), or with ``inherit``
         taken from ``parent`` with the splits clamped (much cheaper on wide layers), and with
         ``refine`` then tightened by ``tighten`` (with ``hidden_alphas``; ``refine_after``
-        is its ``after``)."""
+        is its ``after``). ``lr_beta``, ``lr_beta_new``: ``optimize``'s step sizes of the
+        split multipliers."""
         torch = self.torch
         if not self.n_relu:
             hidden = []
@@ -672,6 +700,8 @@ class Batched:
             deadline=deadline,
             alpha_init=alpha_init,
             beta_init=beta_init,
+            lr_beta=lr_beta,
+            lr_beta_new=lr_beta_new,
         )
         bad = self.infeasible(hidden) if hidden else torch.zeros(B, dtype=torch.bool)
         return lb, Ax, kept, hidden, bad

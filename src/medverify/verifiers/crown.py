@@ -47,6 +47,7 @@ import numpy as np
 
 from .. import bounds
 from ..attack import corner_search, find_counterexample, pgd
+from ..errors import ConfigError
 from .base import CEX_MARGIN, Problem, Result
 
 PROVE_TOL = bounds.PROVE_TOL  # a lower bound must exceed this to count as a proof
@@ -121,6 +122,8 @@ class Verifier:
         refine: bool | None = None,
         per_margin: bool = True,
         search_float32: bool = True,
+        lr_beta: float = bounds.LR_BETA,
+        lr_beta_new: float = bounds.LR_BETA_NEW,
     ):
         self.attack = bool(attack)
         self.attack_restarts = int(attack_restarts)
@@ -164,6 +167,12 @@ class Verifier:
         # alpha/beta search in float32 (about half the cost of a pass); every bound it
         # returns is recomputed in float64 with the parameters found (bounds.Batched)
         self.search_float32 = bool(search_float32)
+        # ReLU split: Adam step sizes of the split multipliers (beta) in every batch, of
+        # one warm-started from its parent's value and of one starting at 0 (a new split)
+        self.lr_beta, self.lr_beta_new = float(lr_beta), float(lr_beta_new)
+        for key, value in (("lr_beta", lr_beta), ("lr_beta_new", lr_beta_new)):
+            if not float(value) > 0:
+                raise ConfigError(f"crown option {key} must be > 0, got {value!r}")
 
     def tool_version(self) -> str:
         try:
@@ -495,6 +504,8 @@ class Verifier:
                 refine=refine,
                 # a child's layers up to its split's are its parent's (already refined)
                 refine_after=torch.tensor([p[4] for p in pending]),
+                lr_beta=self.lr_beta,
+                lr_beta_new=self.lr_beta_new,
             )
             new_alphas, new_betas = eng.last_alphas, eng.last_betas
             lb_min, worst = lb.min(dim=1)
