@@ -142,11 +142,8 @@ def backward(layers, relax, k, A, const, lower, upper, alphas=None, betas=None, 
         sl_i = sl[..., None, :]
         if alphas is not None and alphas[i] is not None:
             sl_i = xp.where(unstable[..., None, :], alphas[i], sl_i)
-        # a negative coefficient takes the upper relaxation (slope su, intercept tu), a
-        # positive one the lower (slope sl_i); the intercepts summed by one matmul
-        neg = A < 0
-        const = const + (xp.where(neg, A, 0.0) @ tu[..., :, None])[..., 0]
-        A = A * xp.where(neg, su[..., None, :], sl_i)
+        A, an = through_relu(A, sl_i, su[..., None, :])
+        const = const + (an @ tu[..., :, None])[..., 0]  # the intercepts, by one matmul
         if betas is not None and betas[i] is not None:
             A = A - betas[i] * splits[i][..., None, :]
         w, b = layers[i]
@@ -154,6 +151,16 @@ def backward(layers, relax, k, A, const, lower, upper, alphas=None, betas=None, 
         A = A @ w
     lb = box_min(A, lower[..., None, :], upper[..., None, :], const)
     return lb, A, kept
+
+
+def through_relu(A, sl, su):
+    """Coefficients ``A`` on ReLU outputs taken to their inputs through the relaxation: a
+    negative coefficient takes the upper line (slope ``su``), a positive one the lower
+    (slope ``sl``). Returns (the new coefficients, A's negative part, which multiplies the
+    upper line's intercept)."""
+    xp = _xp(A)
+    neg = A < 0
+    return A * xp.where(neg, su, sl), xp.where(neg, A, 0.0)
 
 
 def box_min(A, lower, upper, const=0.0):
@@ -633,8 +640,6 @@ class Batched:
         w0, b0 = self._cast_layers(dt)[0]
         lo, hi = self.lo.to(dt), self.hi.to(dt)
         a = kept[0][rows, :, neurons]  # (C, m): coefficients on the neuron's output
-        ap = _pos(a)
-        an = a - ap
         slope = sl[rows, neurons][:, None]
         if alphas is not None and alphas[0] is not None:
             slope = alphas[0][rows, :, neurons].to(dt)  # unstable: its alpha, per row
@@ -643,7 +648,8 @@ class Batched:
             beta = betas[0][rows, :, neurons].to(dt)
         w_j, b_j = w0[neurons][:, None, :], b0[neurons][:, None]
         Ax = Ax[rows]
-        coef = ap * slope + an * su[rows, neurons][:, None]  # the domain's (unsplit: no beta)
+        # the domain's relaxation of the neuron (unsplit: no beta)
+        coef, an = through_relu(a, slope, su[rows, neurons][:, None])
         base = lb[rows] - an * tu[rows, neurons][:, None] - coef * b_j - box_min(Ax, lo, hi)
         children = []
         for child in (a - beta, beta + 0.0 * a):  # z >= 0: identity; z <= 0: zero (+ beta)

@@ -170,9 +170,9 @@ class Verifier:
         # ReLU split: Adam step sizes of the split multipliers (beta) in every batch, of
         # one warm-started from its parent's value and of one starting at 0 (a new split)
         self.lr_beta, self.lr_beta_new = float(lr_beta), float(lr_beta_new)
-        for key, value in (("lr_beta", lr_beta), ("lr_beta_new", lr_beta_new)):
-            if not float(value) > 0:
-                raise ConfigError(f"crown option {key} must be > 0, got {value!r}")
+        for key in ("lr_beta", "lr_beta_new"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"crown option {key} must be > 0, got {getattr(self, key)!r}")
 
     def tool_version(self) -> str:
         try:
@@ -503,7 +503,7 @@ class Verifier:
                 beta_init=beta_init,
                 refine=refine,
                 # a child's layers up to its split's are its parent's (already refined)
-                refine_after=torch.tensor([p[4] for p in pending]),
+                refine_after=torch.tensor([p[4] for p in pending]) if refine else None,
                 lr_beta=self.lr_beta,
                 lr_beta_new=self.lr_beta_new,
             )
