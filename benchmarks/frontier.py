@@ -21,7 +21,9 @@ VNN-COMP ``instances.csv`` (onnx, vnnlib, timeout) so any tool can rerun them, p
 onnxruntime replay), appending one JSON line per (instance, backend) to
 ``runs/<tag>.jsonl`` (resumable: pairs already there are skipped). ``--limit`` caps the
 instances per network (e.g. for the slow backends), ``--keys`` selects instances by key
-(``net/index/k``).
+(``net/index/k``), ``--pick lower|middle|upper`` one instance per input (the one nearest
+the CROWN end, the middle one, the one nearest the attack end) and ``--inputs N`` the
+instances of each network's first N inputs.
 
 ``one``: one instance (``--key``) with crown in this process, options as JSON
 (``--options '{"fsb_k": 8}'``): status, domains, CPU and wall seconds (CPU of this
@@ -156,9 +158,19 @@ def build(args) -> int:
         preds = net.forward(test.images.reshape(len(test.images), -1)).argmax(axis=1)
         chosen = np.flatnonzero(preds == test.labels)[: args.inputs]
         t0 = time.perf_counter()
-        for idx in chosen:
+        for n_done, idx in enumerate(chosen, 1):
             image, label = test.images[idx], int(test.labels[idx])
             ends = frontier(net, image, label)
+            print(
+                f"{name}: input {n_done}/{len(chosen)} (test index {idx}): "
+                + (
+                    "no counterexample up to K_MAX"
+                    if ends is None
+                    else "k {:.4g} .. {:.4g}".format(*ends)
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
             if ends is None:
                 continue
             k_lo, k_hi = ends
@@ -263,6 +275,36 @@ def one(args) -> int:
     return 0
 
 
+PICKS = ("all", "lower", "middle", "upper")
+
+
+def picked(instances: list, pick: str = "all", inputs: int = 0) -> list:
+    """The instances of each network's first ``inputs`` inputs (0: all), and of each
+    input only the one ``pick`` names (``PICKS``): ``lower`` the smallest k (nearest the
+    CROWN end), ``upper`` the largest (nearest the attack end), ``middle`` the median one
+    (the lower of the two middle ones when an input has an even number)."""
+    if pick not in PICKS:
+        raise ValueError(f"pick {pick!r} is not one of {', '.join(PICKS)}")
+    by_input: dict = {}
+    for inst in instances:
+        by_input.setdefault((inst["net"], inst["index"]), []).append(inst)
+    order: dict = {}
+    keep = set()
+    for (net, index), group in by_input.items():
+        order.setdefault(net, []).append(index)
+        if inputs and len(order[net]) > inputs:
+            continue
+        ks = sorted(group, key=lambda i: i["k"])
+        chosen = {
+            "all": ks,
+            "lower": ks[:1],
+            "upper": ks[-1:],
+            "middle": [ks[(len(ks) - 1) // 2]],
+        }[pick]
+        keep.update(_key(i) for i in chosen)
+    return [i for i in instances if _key(i) in keep]
+
+
 def run(args) -> int:
     from medverify.errors import ConfigError
     from medverify.verifiers import options_by_backend
@@ -289,6 +331,7 @@ def run(args) -> int:
         return 2
     if path.exists():
         done = {(r["key"], r["backend"]) for r in map(json.loads, path.read_text().splitlines())}
+    instances = picked(instances, args.pick, args.inputs)
     per_net: dict = {}
     cache: dict = {}
     with open(path, "a") as fh:
@@ -416,6 +459,8 @@ def main(argv=None) -> int:
     r.add_argument("--nets", nargs="*", choices=list(NETWORKS))
     r.add_argument("--limit", type=int, default=0, help="instances per network (0: all)")
     r.add_argument("--keys", nargs="*", help="only these instances (net/index/k)")
+    r.add_argument("--pick", default="all", choices=PICKS, help="which instances of each input")
+    r.add_argument("--inputs", type=int, default=0, help="each network's first N inputs (0: all)")
     r.add_argument("--options", nargs="*", help="backend='{json options}'")
     o = sub.add_parser("one")
     o.add_argument("--out", default="results/frontier")
