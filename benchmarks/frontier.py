@@ -6,6 +6,8 @@
     python benchmarks/frontier.py one --out results/frontier --key NET/INDEX/K \
         [--timeout 60] [--options '{"fsb_k": 8}']
     python benchmarks/frontier.py report --out results/frontier [--tags before after]
+    python benchmarks/frontier.py attack --out results/frontier --tags after \
+        [--restarts 32] [--steps 200]
 
 ``build``: for each network (``--nets``, default all five of ``NETWORKS``; trained with
 ``medverify train`` into ``--models-dir/<net>`` when missing), take the first
@@ -29,6 +31,12 @@ instances of each network's first N inputs.
 (``--options '{"fsb_k": 8}'``): status, domains, CPU and wall seconds (CPU of this
 process only: with ``"threads": 2`` the workers' share is in ``worker_busy_s``), on one
 line.
+
+``attack``: do the instances no run under ``--tags`` decided hide counterexamples? A
+heavier attack than any backend's: targeted PGD (``attack.pgd``) on each wrong label's
+margin alone, ``--restarts`` random starts of ``--steps`` steps each. Prints per
+instance the smallest margin it reached (a counterexample needs <= -CEX_MARGIN, checked
+in float64 on the canonical net) and a count of counterexamples found.
 
 ``report``: per network and backend (and tag): decided count and share, median and p95
 time (undecided count as the timeout), median branch-and-bound domains (crown), the
@@ -371,6 +379,51 @@ def run(args) -> int:
     return 0
 
 
+def attack(args) -> int:
+    """Targeted PGD, label by label, on every instance no run under ``args.tags`` decided."""
+    import torch
+
+    from medverify.attack import CEX_MARGIN, pgd
+
+    out = Path(args.out)
+    status: dict = {}
+    for tag in args.tags:
+        path = out / "runs" / f"{tag}.jsonl"
+        if not path.exists():
+            print(f"frontier attack: no run {path}", file=sys.stderr)
+            return 2
+        for r in map(json.loads, path.read_text().splitlines()):
+            status.setdefault(r["key"], set()).add(r["status"])
+    undecided = [
+        i
+        for i in json.loads((out / "instances.json").read_text())
+        if _key(i) in status and not status[_key(i)] & {"robust", "counterexample"}
+    ]
+    torch.set_num_threads(1)
+    cache: dict = {}
+    found = 0
+    for inst in undecided:
+        t0 = time.perf_counter()
+        problem, _ = _problem(out, inst, cache)
+        net = problem.margin_net()
+        model = net.to_torch(torch.float64)
+        best = np.inf
+        for row in range(len(net.layers[-1][1])):
+            p, _ = pgd(
+                lambda x, row=row, model=model: model(x)[:, row : row + 1],
+                problem.lower,
+                problem.upper,
+                restarts=args.restarts,
+                steps=args.steps,
+                seed=row,
+            )
+            best = min(best, float(net.forward(np.clip(p, problem.lower, problem.upper)).min()))
+        found += best <= -CEX_MARGIN
+        print(f"{_key(inst):28s} smallest margin {best:9.4f}  {time.perf_counter() - t0:5.1f} s")
+    print(f"{found} counterexamples on {len(undecided)} undecided instances (tags {args.tags})")
+    return 0
+
+
 def report(args) -> int:
     import pandas as pd
 
@@ -470,8 +523,14 @@ def main(argv=None) -> int:
     p = sub.add_parser("report")
     p.add_argument("--out", default="results/frontier")
     p.add_argument("--tags", nargs="*")
+    a = sub.add_parser("attack")
+    a.add_argument("--out", default="results/frontier")
+    a.add_argument("--tags", nargs="+", required=True)
+    a.add_argument("--restarts", type=int, default=32)
+    a.add_argument("--steps", type=int, default=200)
     args = ap.parse_args(argv)
-    return {"build": build, "run": run, "one": one, "report": report}[args.cmd](args)
+    cmds = {"build": build, "run": run, "one": one, "report": report, "attack": attack}
+    return cmds[args.cmd](args)
 
 
 if __name__ == "__main__":
