@@ -232,16 +232,25 @@ def _problem(out: Path, inst: dict, cache: dict):
     return build_problem(net, test.images[inst["index"]], inst["label"], "linf", inst["k"]), ort
 
 
-def instance(out: Path, key: str, prog: str) -> dict | None:
-    """The instance ``key`` (NET/INDEX/K) of ``out``/instances.json, or None after a
-    one-line error on stderr naming the key and the file (``prog`` starts it)."""
+def instances_of(out: Path, prog: str) -> list | None:
+    """The instances listed in ``out``/instances.json, or None after a one-line error on
+    stderr naming the missing file (``prog`` starts it)."""
     listing = out / "instances.json"
     if not listing.exists():
         print(f"{prog}: no {listing} (run frontier.py build first)", file=sys.stderr)
         return None
-    found = [i for i in json.loads(listing.read_text()) if _key(i) == key]
+    return json.loads(listing.read_text())
+
+
+def instance(out: Path, key: str, prog: str) -> dict | None:
+    """The instance ``key`` (NET/INDEX/K) of ``out``/instances.json, or None after a
+    one-line error on stderr naming the key and the file (``prog`` starts it)."""
+    listed = instances_of(out, prog)
+    if listed is None:
+        return None
+    found = [i for i in listed if _key(i) == key]
     if not found:
-        print(f"{prog}: no instance {key!r} in {listing}", file=sys.stderr)
+        print(f"{prog}: no instance {key!r} in {out / 'instances.json'}", file=sys.stderr)
         return None
     return found[0]
 
@@ -296,11 +305,11 @@ def picked(instances: list, pick: str = "all", inputs: int = 0) -> list:
     by_input: dict = {}
     for inst in instances:
         by_input.setdefault((inst["net"], inst["index"]), []).append(inst)
-    order: dict = {}
+    seen: dict = {}  # inputs of each network so far
     keep = set()
-    for (net, index), group in by_input.items():
-        order.setdefault(net, []).append(index)
-        if inputs and len(order[net]) > inputs:
+    for (net, _), group in by_input.items():
+        seen[net] = seen.get(net, 0) + 1
+        if inputs and seen[net] > inputs:
             continue
         ks = sorted(group, key=lambda i: i["k"])
         chosen = {
@@ -319,7 +328,12 @@ def run(args) -> int:
     from medverify.verify import run_verifier
 
     out = Path(args.out)
-    instances = json.loads((out / "instances.json").read_text())
+    instances = instances_of(out, "frontier run")
+    if instances is None:
+        return 2
+    if args.inputs < 0:
+        print(f"frontier run: --inputs must be >= 0, got {args.inputs}", file=sys.stderr)
+        return 2
     try:
         options = options_by_backend(args.options)
     except ConfigError as exc:
@@ -386,6 +400,16 @@ def attack(args) -> int:
     from medverify.attack import CEX_MARGIN, pgd
 
     out = Path(args.out)
+    for name in ("restarts", "steps"):
+        if getattr(args, name) < 1:
+            print(
+                f"frontier attack: --{name} must be >= 1, got {getattr(args, name)}",
+                file=sys.stderr,
+            )
+            return 2
+    listed = instances_of(out, "frontier attack")
+    if listed is None:
+        return 2
     status: dict = {}
     for tag in args.tags:
         path = out / "runs" / f"{tag}.jsonl"
@@ -396,7 +420,7 @@ def attack(args) -> int:
             status.setdefault(r["key"], set()).add(r["status"])
     undecided = [
         i
-        for i in json.loads((out / "instances.json").read_text())
+        for i in listed
         if _key(i) in status and not status[_key(i)] & {"robust", "counterexample"}
     ]
     torch.set_num_threads(1)
