@@ -40,12 +40,11 @@ DISTRIBUTION = {
 #: what packages installed --no-deps need at run time (their declared deps are not used)
 NO_DEPS_REQUIRES = {
     "medmnist": {"numpy", "pandas", "scikit-learn", "pillow", "tqdm", "torch"},
-    "auto-lirpa": {"torch", "numpy", "packaging", "appdirs", "sortedcontainers", "tqdm"},
 }
 #: the solver each backend drives (checked even before its module exists)
 BACKEND_REQUIRES = {
     "marabou": {"maraboupy"},
-    "crown": {"auto-lirpa"},
+    "crown": {"torch"},
     "milp": {"pulp", "highspy"},
     "exact": {"numpy"},
     "abcrown": set(),  # runs the user's own alpha-beta-CROWN checkout, nothing to install
@@ -213,4 +212,3 @@ def test_post_deploy_scripts_install_no_deps_packages():
         text = post.read_text()
         assert text.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in text
         assert "medmnist==3.0.2" in text
-    assert "auto-lirpa==0.3" in (ENVS / "lirpa.post-deploy.sh").read_text()

@@ -97,8 +97,8 @@ def _lp_leaf(net, lo, hi, bounds_np, splits_np):
 
 class Verifier:
     name = "crown"
-    #: conda env of its jobs (envs/<conda_env>.yaml): torch and auto_LiRPA's env; crown itself needs only torch
-    conda_env = "lirpa"
+    #: conda env of its jobs (envs/<conda_env>.yaml): torch and numpy are all it needs
+    conda_env = "base"
 
     def __init__(
         self,
