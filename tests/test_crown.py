@@ -264,6 +264,24 @@ def test_relu_split_agrees_with_milp_on_random_nets():
     assert needed_split >= 3
 
 
+@pytest.mark.parametrize("pgd_first", [False, True])
+def test_attack_runs_after_alpha_crown_unless_pgd_first(pgd_first):
+    """The PGD attack waits until alpha-CROWN failed to prove (default) or runs before it
+    (``pgd_first``): on the ramp net, k = 16 and 20 (CROWN fails, alpha-CROWN proves) run
+    the attack only with ``pgd_first``; at k = 30 (a counterexample) both orders find it
+    by PGD (fast path off) and it is real."""
+    for k in (16.0, 20.0):
+        p = build_problem(ramp_net(), IMAGE, 0, "linf", k)
+        r = Verifier(pgd_first=pgd_first, fast_path=False, input_split_max_dim=0).verify(p, 10)
+        assert r.status == "robust" and r.stats["proved_by"] == "alpha-CROWN", (k, r)
+        assert ("attack_time_s" in r.stats) == pgd_first, (k, r.stats)
+    p = build_problem(ramp_net(), IMAGE, 0, "linf", 30.0)
+    r = Verifier(pgd_first=pgd_first, fast_path=False, input_split_max_dim=0).verify(p, 10)
+    assert r.status == "counterexample" and r.message == "found by PGD attack", r
+    _check_cex(p, r)
+    assert ("alpha_crown_time_s" in r.stats) != pgd_first, r.stats
+
+
 def test_beta_step_sizes_change_the_tree_never_the_verdict():
     """The split multipliers' Adam steps (``lr_beta`` warm-started, ``lr_beta_new`` from
     0) only choose which bounds the branch and bound finds: with one small step for

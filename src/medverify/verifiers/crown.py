@@ -121,6 +121,7 @@ class Verifier:
         prune_margins: bool = True,
         refine: bool | None = None,
         per_margin: bool = True,
+        pgd_first: bool = False,
         search_float32: bool = True,
         lr_beta: float = bounds.LR_BETA,
         lr_beta_new: float = bounds.LR_BETA_NEW,
@@ -162,6 +163,10 @@ class Verifier:
         # on nets with at least REFINE_MIN_LAYERS hidden layers, where a split's effect
         # on the deeper layers pays for the extra passes (measured on the frontier MLPs)
         self.refine = refine
+        # the PGD attack before alpha-CROWN instead of after it: alpha-CROWN proves most
+        # instances the fast path leaves open, and a proof makes the attack's time a
+        # waste; with the attack first, a counterexample only PGD finds comes sooner
+        self.pgd_first = bool(pgd_first)
         # ReLU split: one tree per open margin instead of one tree for all of them
         self.per_margin = bool(per_margin)
         # alpha/beta search in float32 (about half the cost of a pass); every bound it
@@ -214,23 +219,12 @@ class Verifier:
 
         torch.set_num_threads(1)
 
-        # 1. the attack (sample points, grid for low-dimensional families, PGD)
-        t0 = time.perf_counter()
-        cex = None
-        if self.attack:
-            cex = find_counterexample(
-                problem,
-                restarts=self.attack_restarts,
-                steps=self.attack_steps,
-                seed=self.seed,
-                time_budget_s=min(self.attack_budget_s, max(0.0, 0.1 * (deadline - t0))),
-                rounds=2,
-            )
-        stats["attack_time_s"] = round(time.perf_counter() - t0, 4)
-        if cex is not None:
-            return self._cex(problem, cex, "found by PGD attack", stats, "attack")
-        if time.perf_counter() > deadline:
-            return Result("timeout", message="time ran out during the attack", stats=stats)
+        # 1. with pgd_first, the attack (sample points, grid for low-dimensional families,
+        # PGD) here; else after alpha-CROWN, when it did not prove the instance (2b)
+        if self.pgd_first:
+            result = self._pgd(problem, deadline, stats)
+            if result is not None:
+                return result
 
         # 2. alpha-CROWN on the whole box, intermediate layers included; these bounds are
         # the root of the branch and bound (every domain intersects with them)
@@ -250,6 +244,10 @@ class Verifier:
             stats["alpha_crown_time_s"] = round(time.perf_counter() - t0, 4)
             if lb.min() > PROVE_TOL:
                 return self._robust(float(lb.min()), "alpha-CROWN", stats)
+        if not self.pgd_first:  # 2b. the attack
+            result = self._pgd(problem, deadline, stats)
+            if result is not None:
+                return result
         if not self.bab:
             return Result(
                 "unknown", margin_lower_bound=None, message="bounds inconclusive", stats=stats
@@ -265,6 +263,27 @@ class Verifier:
             result = self._relu_split_margins(problem, margin, eng, root, lb, deadline, stats)
         stats["bab_time_s"] = round(time.perf_counter() - t0, 4)
         return result
+
+    def _pgd(self, problem, deadline, stats):
+        """The attack's Result (a counterexample, or a timeout when it used up the time),
+        or None to go on."""
+        t0 = time.perf_counter()
+        cex = None
+        if self.attack:
+            cex = find_counterexample(
+                problem,
+                restarts=self.attack_restarts,
+                steps=self.attack_steps,
+                seed=self.seed,
+                time_budget_s=min(self.attack_budget_s, max(0.0, 0.1 * (deadline - t0))),
+                rounds=2,
+            )
+        stats["attack_time_s"] = round(time.perf_counter() - t0, 4)
+        if cex is not None:
+            return self._cex(problem, cex, "found by PGD attack", stats, "attack")
+        if time.perf_counter() > deadline:
+            return Result("timeout", message="time ran out during the attack", stats=stats)
+        return None
 
     def _relu_split_margins(self, problem, margin, eng, root, lb, deadline, stats):
         """ReLU-split branch and bound on the margins the root bounds leave open
