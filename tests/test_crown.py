@@ -282,6 +282,43 @@ def test_attack_runs_after_alpha_crown_unless_pgd_first(pgd_first):
     assert ("alpha_crown_time_s" in r.stats) != pgd_first, r.stats
 
 
+def test_output_alpha_stage_proves_soundly_and_hands_over_to_the_full_one():
+    """alpha-CROWN on the output alone (``output_alpha_first``, CROWN's hidden bounds)
+    before the hidden layers are optimised: on random 9-12-12-3 nets around their
+    sampled threshold, a proof at that stage is a bound no sampled point of the box
+    undercuts; the stage proves some instances and hands the others over to the full
+    alpha-CROWN and branch and bound; the verdicts never contradict the exact MILP or
+    the run without the stage."""
+    from medverify.verifiers.milp import Verifier as Milp
+
+    rng = np.random.default_rng(7)
+    staged = handed_over = 0
+    for t in range(12):
+        net, img, label, k_star = _net_near_its_threshold(rng, [9, 12, 12, 3])
+        for factor in (0.5, 0.7, 0.9):
+            p = build_problem(net, img, label, "linf", float(k_star * factor))
+            ref = Milp().verify(p, 20)
+            got = {}
+            for first in (True, False):
+                v = Verifier(input_split_max_dim=0, attack=False, output_alpha_first=first)
+                got[first] = r = v.verify(p, 20)
+                assert {r.status, ref.status} != {"robust", "counterexample"}, (t, first, r, ref)
+                assert ("alpha_output_lower_bound" in r.stats) == (
+                    first and r.stats["crown_lower_bound"] <= 0
+                ), (t, first, r.stats)
+            assert {got[True].status, got[False].status} != {"robust", "counterexample"}, t
+            r = got[True]
+            if r.stats.get("alpha_output_lower_bound", -1.0) > 0:
+                staged += 1
+                assert r.status == "robust" and "bab_time_s" not in r.stats, r
+                sampled = p.margins(p.family.sample(2000, rng)).min()
+                assert r.margin_lower_bound <= sampled + 1e-9, (r.margin_lower_bound, sampled)
+            elif "alpha_output_lower_bound" in r.stats and r.status != "counterexample":
+                handed_over += 1
+                assert r.stats["alpha_crown_lower_bound"] >= r.stats["alpha_output_lower_bound"]
+    assert staged >= 2 and handed_over >= 2, (staged, handed_over)
+
+
 def test_beta_step_sizes_change_the_tree_never_the_verdict():
     """The split multipliers' Adam steps (``lr_beta`` warm-started, ``lr_beta_new`` from
     0) only choose which bounds the branch and bound finds: with one small step for
@@ -347,14 +384,15 @@ def test_shared_tree_in_two_workers_agrees_with_milp_and_serial():
     (open domains dealt out, half a heap given to an idle worker). Against the exact
     MILP and the one-process search on random nets, attack off (a counterexample must
     come out of the tree): never robust where milp has a counterexample, never a
-    counterexample where milp proves robustness, the same verdict as one process, and
-    the tree really shared, halves of heaps handed over included."""
+    counterexample where milp proves robustness, the same verdict as one process (on
+    most nets: a timeout under load is no verdict), and the tree really shared, halves
+    of heaps handed over included."""
     import torch  # noqa: F401  (imported up front: the budgets are for deciding)
 
     from medverify.verifiers.milp import Verifier as Milp
 
     rng = np.random.default_rng(5)
-    shared = stolen = both = 0
+    shared = stolen = both = decided = 0
     for t in range(40):
         net, img, label, k_star = _net_near_its_threshold(rng, [9, 20, 20, 3])
         p = build_problem(net, img, label, "linf", float(k_star * (0.5, 0.6, 0.7, 0.8)[t % 4]))
@@ -365,12 +403,17 @@ def test_shared_tree_in_two_workers_agrees_with_milp_and_serial():
         if two.status == "counterexample":
             _check_cex(p, two)
         assert {two.status, ref.status} != {"robust", "counterexample"}, (t, two, ref)
-        assert two.status == one.status, (t, two, one)
+        # the same verdict where both decided: a timeout is the machine's load, not a
+        # verdict (this test once failed on a one-process timeout beside a benchmark)
+        if "timeout" not in (two.status, one.status):
+            assert two.status == one.status, (t, two, one)
+            decided += 1
         if two.stats.get("workers") == 2:
             shared += 1
             stolen += two.stats["shared_steals"] > 0
             both += min(two.stats["worker_domains"]) > 0
     assert shared >= 4 and stolen >= 2 and both >= 3, (shared, stolen, both)
+    assert decided >= 30, decided
 
 
 def _answer_in_job(problem, timeout_s):

@@ -122,6 +122,7 @@ class Verifier:
         refine: bool | None = None,
         per_margin: bool = True,
         pgd_first: bool = False,
+        output_alpha_first: bool = True,
         search_float32: bool = True,
         lr_beta: float = bounds.LR_BETA,
         lr_beta_new: float = bounds.LR_BETA_NEW,
@@ -167,6 +168,10 @@ class Verifier:
         # instances the fast path leaves open, and a proof makes the attack's time a
         # waste; with the attack first, a counterexample only PGD finds comes sooner
         self.pgd_first = bool(pgd_first)
+        # alpha-CROWN first on the output alone, over CROWN's hidden bounds (a few rows:
+        # cheap), and only when that fails with the hidden layers' bounds optimised too
+        # (a pass per unstable neuron of layers >= 1: most of alpha-CROWN's time on a CNN)
+        self.output_alpha_first = bool(output_alpha_first)
         # ReLU split: one tree per open margin instead of one tree for all of them
         self.per_margin = bool(per_margin)
         # alpha/beta search in float32 (about half the cost of a pass); every bound it
@@ -226,14 +231,25 @@ class Verifier:
             if result is not None:
                 return result
 
-        # 2. alpha-CROWN on the whole box, intermediate layers included; these bounds are
-        # the root of the branch and bound (every domain intersects with them)
+        # 2. alpha-CROWN on the whole box: the output alone first (output_alpha_first),
+        # then intermediate layers included; these bounds are the root of the branch and
+        # bound (every domain intersects with them)
         eng = self._engine(margin, problem.lower, problem.upper)
         root = None
         self._root_alphas = None
         if self.alpha and margin.relu_count:
             t0 = time.perf_counter()
             lo_t, hi_t = eng.lo[None], eng.hi[None]
+            if self.output_alpha_first:
+                lb_o = eng.margins_lower(lo_t, hi_t, iters=3 * self.opt_iters, deadline=deadline)[
+                    0
+                ][0].numpy()
+                lb = np.maximum(lb, lb_o)
+                stats["alpha_output_lower_bound"] = float(lb.min())
+                if lb.min() > PROVE_TOL:
+                    stats["alpha_crown_lower_bound"] = float(lb.min())
+                    stats["alpha_crown_time_s"] = round(time.perf_counter() - t0, 4)
+                    return self._robust(float(lb.min()), "alpha-CROWN", stats)
             root = eng.optimized_hidden(lo_t, hi_t, iters=self.opt_iters, deadline=deadline)
             lb_a = eng.margins_lower(
                 lo_t, hi_t, parent=root, iters=3 * self.opt_iters, deadline=deadline
