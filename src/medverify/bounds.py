@@ -477,13 +477,15 @@ class Batched:
             self._cast[dtype] = [(w.to(dtype), b.to(dtype)) for w, b in self.layers]
         return self._cast[dtype]
 
-    def optimized_hidden(self, lo, hi, iters=20, deadline=None):
-        """Bounds of every hidden layer for boxes (B, n0): CROWN, then for layers >= 1 the
+    def optimized_hidden(self, lo, hi, iters=20, deadline=None, base=None):
+        """Bounds of every hidden layer for boxes (B, n0): CROWN (or ``base``, CROWN's
+        hidden bounds of these boxes when already computed), then for layers >= 1 the
         unstable neurons' lower and upper bounds optimised over their own alphas
         (alpha-CROWN for intermediate layers), each layer using the tightened ones before
         it. Returns the list of (lo, hi)."""
         torch = self.torch
-        base = self.crown(lo, hi)[:-1]
+        if base is None:
+            base = self.crown(lo, hi)[:-1]
         self.hidden_alphas = [None] * len(base)
         hidden = []
         B = lo.shape[0]

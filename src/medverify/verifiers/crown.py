@@ -240,26 +240,24 @@ class Verifier:
         if self.alpha and margin.relu_count:
             t0 = time.perf_counter()
             lo_t, hi_t = eng.lo[None], eng.hi[None]
-            if self.output_alpha_first:
-                lb_o = eng.margins_lower(lo_t, hi_t, iters=3 * self.opt_iters, deadline=deadline)[
-                    0
-                ][0].numpy()
-                lb = np.maximum(lb, lb_o)
-                stats["alpha_output_lower_bound"] = float(lb.min())
+            hidden = None  # stage 1's hidden bounds (CROWN's), stage 2's starting point
+            for full in (False, True) if self.output_alpha_first else (True,):
+                if full:
+                    root = eng.optimized_hidden(
+                        lo_t, hi_t, iters=self.opt_iters, deadline=deadline, base=hidden
+                    )
+                lb_a, _, _, hidden, _ = eng.margins_lower(
+                    lo_t, hi_t, parent=root, iters=3 * self.opt_iters, deadline=deadline
+                )
+                lb = np.maximum(lb, lb_a[0].numpy())
+                if full:
+                    self._root_alphas = eng.last_alphas
+                else:
+                    stats["alpha_output_lower_bound"] = float(lb.min())
+                stats["alpha_crown_lower_bound"] = float(lb.min())
+                stats["alpha_crown_time_s"] = round(time.perf_counter() - t0, 4)
                 if lb.min() > PROVE_TOL:
-                    stats["alpha_crown_lower_bound"] = float(lb.min())
-                    stats["alpha_crown_time_s"] = round(time.perf_counter() - t0, 4)
                     return self._robust(float(lb.min()), "alpha-CROWN", stats)
-            root = eng.optimized_hidden(lo_t, hi_t, iters=self.opt_iters, deadline=deadline)
-            lb_a = eng.margins_lower(
-                lo_t, hi_t, parent=root, iters=3 * self.opt_iters, deadline=deadline
-            )[0][0].numpy()
-            self._root_alphas = eng.last_alphas
-            lb = np.maximum(lb, lb_a)
-            stats["alpha_crown_lower_bound"] = float(lb.min())
-            stats["alpha_crown_time_s"] = round(time.perf_counter() - t0, 4)
-            if lb.min() > PROVE_TOL:
-                return self._robust(float(lb.min()), "alpha-CROWN", stats)
         if not self.pgd_first:  # 2b. the attack
             result = self._pgd(problem, deadline, stats)
             if result is not None:
