@@ -29,8 +29,8 @@ instances of each network's first N inputs.
 
 ``one``: one instance (``--key``) with crown in this process, options as JSON
 (``--options '{"fsb_k": 8}'``): status, domains, CPU and wall seconds (CPU of this
-process only: with ``"threads": 2`` the workers' share is in ``worker_busy_s``), on one
-line.
+process only: with ``"threads": 2`` the workers' share is in ``worker_busy_s``) and the
+seconds of each of crown's steps (``steps_s``), on one line.
 
 ``attack``: do the instances no run under ``--tags`` decided hide counterexamples? A
 heavier attack than any backend's: targeted PGD (``attack.pgd``) on each wrong label's
@@ -300,6 +300,8 @@ def one(args) -> int:
         # with "threads" > 1: domains bounded and seconds busy per worker process
         "worker_domains": st.get("worker_domains"),
         "worker_busy_s": st.get("worker_busy_s"),
+        # seconds of each step crown took (fast attack, CROWN, alpha-CROWN, PGD, BaB)
+        "steps_s": {k[: -len("_time_s")]: v for k, v in st.items() if k.endswith("_time_s")},
     }
     print(json.dumps(row), flush=True)
     return 0

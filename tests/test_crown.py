@@ -266,20 +266,43 @@ def test_relu_split_agrees_with_milp_on_random_nets():
 
 @pytest.mark.parametrize("pgd_first", [False, True])
 def test_attack_runs_after_alpha_crown_unless_pgd_first(pgd_first):
-    """The PGD attack waits until alpha-CROWN failed to prove (default) or runs before it
-    (``pgd_first``): on the ramp net, k = 16 and 20 (CROWN fails, alpha-CROWN proves) run
+    """The PGD attack waits until alpha-CROWN failed to prove or runs before it
+    (``pgd_first``; both with the attack as a step of its own, ``pgd_before_bab``): on the ramp net, k = 16 and 20 (CROWN fails, alpha-CROWN proves) run
     the attack only with ``pgd_first``; at k = 30 (a counterexample) both orders find it
     by PGD (fast path off) and it is real."""
+    v = Verifier(pgd_first=pgd_first, pgd_before_bab=True, fast_path=False, input_split_max_dim=0)
     for k in (16.0, 20.0):
         p = build_problem(ramp_net(), IMAGE, 0, "linf", k)
-        r = Verifier(pgd_first=pgd_first, fast_path=False, input_split_max_dim=0).verify(p, 10)
+        r = v.verify(p, 10)
         assert r.status == "robust" and r.stats["proved_by"] == "alpha-CROWN", (k, r)
         assert ("attack_time_s" in r.stats) == pgd_first, (k, r.stats)
     p = build_problem(ramp_net(), IMAGE, 0, "linf", 30.0)
-    r = Verifier(pgd_first=pgd_first, fast_path=False, input_split_max_dim=0).verify(p, 10)
+    r = v.verify(p, 10)
     assert r.status == "counterexample" and r.message == "found by PGD attack", r
     _check_cex(p, r)
     assert ("alpha_crown_time_s" in r.stats) != pgd_first, r.stats
+
+
+@pytest.mark.parametrize("before_bab", [False, True])
+def test_attack_before_or_inside_branch_and_bound(before_bab):
+    """``pgd_before_bab`` off: an instance alpha-CROWN leaves open goes to the branch and
+    bound without a separate attack, whose first round attacks from the root domain's
+    bound minimiser (the time is still reported as the attack's). On the ramp net at
+    k = 30 (a counterexample; fast path off) both settings find a real counterexample,
+    before the branch and bound (``found by PGD attack``) or inside it; proofs by
+    alpha-CROWN run no attack either way."""
+    v = Verifier(pgd_before_bab=before_bab, fast_path=False, input_split_max_dim=0)
+    r = v.verify(build_problem(ramp_net(), IMAGE, 0, "linf", 20.0), 10)
+    assert r.status == "robust" and "attack_time_s" not in r.stats, r
+    p = build_problem(ramp_net(), IMAGE, 0, "linf", 30.0)
+    r = v.verify(p, 10)
+    assert r.status == "counterexample", r
+    _check_cex(p, r)
+    if before_bab:
+        assert r.message == "found by PGD attack" and "bab_time_s" not in r.stats, r
+    else:
+        assert r.message in ("PGD inside BaB", "ReLU split"), r
+        assert r.stats["domains"] >= 1, r.stats
 
 
 def test_output_alpha_stage_proves_soundly_and_hands_over_to_the_full_one():

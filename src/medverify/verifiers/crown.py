@@ -122,6 +122,7 @@ class Verifier:
         refine: bool | None = None,
         per_margin: bool = True,
         pgd_first: bool = False,
+        pgd_before_bab: bool = False,
         output_alpha_first: bool = True,
         search_float32: bool = True,
         lr_beta: float = bounds.LR_BETA,
@@ -168,6 +169,12 @@ class Verifier:
         # instances the fast path leaves open, and a proof makes the attack's time a
         # waste; with the attack first, a counterexample only PGD finds comes sooner
         self.pgd_first = bool(pgd_first)
+        # the attack after alpha-CROWN as a step of its own; off (default), on the
+        # ReLU-split path it runs in the first round of the first branch-and-bound tree,
+        # on its margin (the worst), from the root domain's bound minimiser and random
+        # restarts, once, where the separate step ran two rounds of random restarts on
+        # every margin (docs/bounds.md: the CNN3 frontier medians, side by side)
+        self.pgd_before_bab = bool(pgd_before_bab)
         # alpha-CROWN first on the output alone, over CROWN's hidden bounds (a few rows:
         # cheap), and only when that fails with the hidden layers' bounds optimised too
         # (a pass per unstable neuron of layers >= 1: most of alpha-CROWN's time on a CNN)
@@ -258,7 +265,8 @@ class Verifier:
                 stats["alpha_crown_time_s"] = round(time.perf_counter() - t0, 4)
                 if lb.min() > PROVE_TOL:
                     return self._robust(float(lb.min()), "alpha-CROWN", stats)
-        if not self.pgd_first:  # 2b. the attack
+        relu_split = self.bab and problem.net.input_dim > self.input_split_max_dim
+        if not self.pgd_first and (self.pgd_before_bab or not relu_split):  # 2b. the attack
             result = self._pgd(problem, deadline, stats)
             if result is not None:
                 return result
@@ -316,12 +324,16 @@ class Verifier:
         trees = []
         bound = float(lb[np.setdiff1d(np.arange(len(lb)), rows)].min(initial=np.inf))
         result = None
+        # without an attack before the branch and bound, the first tree's first round
+        # runs it, on the worst margin
+        attack_first = not (self.pgd_first or self.pgd_before_bab)
         for group in groups:
             if len(group) == len(lb):
                 sub, sub_eng = margin, eng
             else:
                 sub, sub_eng = self._sub_margins(margin, eng, group, root_alphas)
-            result = self._relu_split(problem, sub, sub_eng, root, deadline, stats)
+            result = self._relu_split(problem, sub, sub_eng, root, deadline, stats, attack_first)
+            attack_first = False
             domains += stats["domains"]
             trees.append(f"{group}: {result.status} after {stats['domains']} domains")
             if result.status != "robust":
@@ -428,10 +440,10 @@ class Verifier:
             "robust", margin_lower_bound=proven_min, message="proved by input split", stats=stats
         )
 
-    def _relu_split(self, problem, margin, eng, root, deadline, stats):
+    def _relu_split(self, problem, margin, eng, root, deadline, stats, attack_first=False):
         """ReLU-split branch and bound of one tree from the root box: in this process,
         or with ``threads`` > 1 in that many worker processes that share the tree
-        (``_shared_bab``)."""
+        (``_shared_bab``). ``attack_first``: the job's attack in the first round."""
         import torch
 
         sizes = [w.shape[0] for w, _ in margin.layers[:-1]]
@@ -440,17 +452,36 @@ class Verifier:
         root_splits = [torch.zeros((1, n), dtype=torch.int8) for n in sizes]
         start = [(root_splits, root, None, None, -1)]  # split layer -1: none yet
         if self.threads <= 1:
-            return self._bab(problem, margin, eng, deadline, stats, pending=start)
+            return self._bab(
+                problem, margin, eng, deadline, stats, pending=start, attack_first=attack_first
+            )
         # serial until the tree has a few open domains per worker, then shared
         out = self._bab(
-            problem, margin, eng, deadline, stats, pending=start, split_at=2 * self.threads
+            problem,
+            margin,
+            eng,
+            deadline,
+            stats,
+            pending=start,
+            split_at=2 * self.threads,
+            attack_first=attack_first,
         )
         if isinstance(out, Result):
             return out
         return self._shared_bab(problem, margin, eng, deadline, stats, out)
 
     def _bab(
-        self, problem, margin, eng, deadline, stats, pending=(), heap=(), split_at=None, share=None
+        self,
+        problem,
+        margin,
+        eng,
+        deadline,
+        stats,
+        pending=(),
+        heap=(),
+        split_at=None,
+        share=None,
+        attack_first=False,
     ):
         """The branch and bound loop: bound the ``pending`` domains (split, parent bounds,
         parent slopes, parent multipliers) in one batch, keep the open ones on a heap
@@ -459,6 +490,7 @@ class Verifier:
         ``(heap, proven_min, undecided)`` once that many domains are open (the caller
         shares them out). ``share``: the worker pool's exchange (``_Share``): stop when
         another worker found a counterexample, give half the heap to an idle worker.
+        ``attack_first``: the job's PGD attack in the first round (``pgd_before_bab`` off).
         Sets ``stats['domains']`` to the domains bounded here."""
         import torch
 
@@ -549,23 +581,31 @@ class Verifier:
             if val <= -CEX_MARGIN:
                 stats.update(domains=visited)
                 return self._cex(problem, pts[i], "ReLU split", stats, "bab")
-            if self.attack and rounds % 8 == 0 and time.perf_counter() < deadline:
-                # PGD from the open domains' bound minimisers
+            first = attack_first and rounds == 1
+            if self.attack and (rounds % 8 == 0 or first) and time.perf_counter() < deadline:
+                # PGD from the open domains' bound minimisers (in the first round, when
+                # no attack ran before the branch and bound, with the full steps and
+                # random restarts besides: the job's attack)
                 if model is None:
                     model = margin.to_torch(torch.float64)
                 open_rows = np.flatnonzero(lb_min.numpy() <= PROVE_TOL)[: self.attack_restarts]
                 if len(open_rows):
+                    t_att = time.perf_counter()
                     p, _ = pgd(
                         model,
                         problem.lower,
                         problem.upper,
-                        restarts=len(open_rows),
-                        steps=max(1, self.attack_steps // 5),
+                        restarts=self.attack_restarts if first else len(open_rows),
+                        steps=self.attack_steps if first else max(1, self.attack_steps // 5),
                         seed=self.seed + rounds + 7919 * (share.worker if share else 0),
                         deadline=deadline,
                         starts=pts[open_rows],
                     )
                     p = np.clip(p, problem.lower, problem.upper)
+                    if first:  # the job's attack: its time is reported like 2b's
+                        stats["attack_time_s"] = round(
+                            stats.get("attack_time_s", 0.0) + time.perf_counter() - t_att, 4
+                        )
                     if float(margin.forward(p).min()) <= -CEX_MARGIN:
                         stats.update(domains=visited)
                         return self._cex(problem, p, "PGD inside BaB", stats, "bab-attack")
