@@ -488,3 +488,57 @@ def test_worker_counts_reach_the_parent_without_a_report():
     proc.join(timeout=10)
     assert proc.exitcode == 0
     assert share.bounded_by(1) == 12 and share.bounded_by(0) == 0
+
+
+def test_milp_handoff_agrees_with_the_milp_backend_on_random_nets():
+    """``milp_after``: a tree the branch and bound leaves open at that share of the time
+    goes to crown's own exact MILP (scipy's HiGHS, big-M over the root's hidden bounds).
+    With ``milp_after=0`` every instance bounds cannot prove goes straight to it: on
+    random 9-w-w-3 nets around their sampled threshold its verdicts never contradict
+    the milp backend (PuLP's encoding over CROWN bounds, an independent model), its
+    counterexamples are real, and it both proves and refutes some instances."""
+    from medverify.verifiers.milp import Verifier as Milp
+
+    rng = np.random.default_rng(5)
+    agree = by_milp = refuted = 0
+    for t in range(12):
+        w = [9, int(rng.integers(6, 14)), int(rng.integers(6, 14)), 3]
+        net, img, label, k_star = _net_near_its_threshold(rng, w)
+        p = build_problem(net, img, label, "linf", float(k_star * (0.8, 0.95, 1.05, 1.2)[t % 4]))
+        v = Verifier(input_split_max_dim=0, milp_after=0.0, attack=False, fast_path=False)
+        ours, ref = v.verify(p, 20), Milp().verify(p, 20)
+        assert {ours.status, ref.status} != {"robust", "counterexample"}, (t, ours, ref)
+        if ours.status == "counterexample":
+            _check_cex(p, ours)
+            refuted += ours.stats.get("found_by") == "milp"
+        by_milp += ours.stats.get("proved_by") == "MILP"
+        agree += ours.status == ref.status
+    assert agree >= 11
+    assert by_milp >= 2 and refuted >= 2, (by_milp, refuted)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_milp_after_outside_the_unit_interval_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match=f"milp_after must be in \\[0, 1\\], got {bad}"):
+        Verifier(milp_after=bad)
+
+
+def test_milp_handoff_only_on_nets_within_milp_max_weights():
+    """The MILP takes over an open tree only on nets with at most ``milp_max_weights``
+    nonzero hidden-layer weights: with ``milp_after=0`` an instance the bounds leave
+    open goes straight to the MILP on a net within the limit; over it the branch and
+    bound keeps the whole time and no MILP runs (the verdicts agree)."""
+    rng = np.random.default_rng(5)
+    seen = 0
+    for _ in range(6):
+        net, img, label, k_star = _net_near_its_threshold(rng, [9, 12, 12, 3])
+        p = build_problem(net, img, label, "linf", float(k_star * 0.95))
+        kw = dict(input_split_max_dim=0, milp_after=0.0, attack=False, fast_path=False)
+        within = Verifier(**kw).verify(p, 20)
+        if within.stats.get("proved_by") != "MILP":
+            continue  # decided by the bounds alone: nothing to hand over
+        seen += 1
+        over = Verifier(**kw, milp_max_weights=10).verify(p, 20)
+        assert "milp_time_s" not in over.stats and over.stats["bab_time_s"] > 0, over
+        assert over.stats.get("proved_by") != "MILP" and over.status in ("robust", "timeout")
+    assert seen >= 2

@@ -54,6 +54,12 @@ PROVE_TOL = bounds.PROVE_TOL  # a lower bound must exceed this to count as a pro
 SAFETY_S = 0.3  # stop this long before the deadline
 INHERIT_ABOVE = 20_000  # see Verifier.inherit_bounds
 REFINE_MIN_LAYERS = 3  # see Verifier.refine
+#: a MILP proof (``_milp_min``) needs every margin above this: well clear of HiGHS's
+#: feasibility tolerances (1e-7), where PROVE_TOL is for float64 bound arithmetic
+MILP_PROVE_TOL = 1e-6
+#: see Verifier.milp_after (the CNN3s: 3e4-6e4 nonzero hidden weights; MLPs 784-128-128:
+#: 1.2e5, 784-256-256: 2.7e5)
+MILP_MAX_WEIGHTS = 100_000
 
 
 def _lp_leaf(net, lo, hi, bounds_np, splits_np):
@@ -95,6 +101,102 @@ def _lp_leaf(net, lo, hi, bounds_np, splits_np):
     return "candidate", best_x
 
 
+def _milp_min(net, lo, hi, bounds_np, time_limit):
+    """Exact minimum of each margin of ``net`` over the box, a mixed-integer program per
+    margin (scipy's HiGHS): hidden neurons with pre-activation bounds ``bounds_np``
+    (valid on the whole box) are the identity when stably active, 0 when stably
+    inactive, and get the big-M encoding with one binary when unstable,
+    ``h >= z, h <= z - l (1 - a), h <= u a, h >= 0``, and the margin is cut off at
+    MILP_PROVE_TOL. Returns (status, value): 'proven' with a lower bound of every margin
+    (the program infeasible: MILP_PROVE_TOL; or HiGHS's dual bound when it exceeds that
+    at the time limit), 'candidate' with a feasible point (margin <= MILP_PROVE_TOL by
+    the solver; the caller checks it in float64), 'timeout' or 'failed'."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
+    t_end = time.perf_counter() + time_limit
+    n0 = len(lo)
+    var_lo, var_hi, integral = list(lo), list(hi), [0] * n0
+    rows, cols, vals, c_lo, c_hi = [], [], [], [], []
+
+    def new_var(low, high, integer=0):
+        var_lo.append(low)
+        var_hi.append(high)
+        integral.append(integer)
+        return len(var_lo) - 1
+
+    def add_row(coef, low, high):
+        r = len(c_lo)
+        for j, v in coef:
+            rows.append(r)
+            cols.append(j)
+            vals.append(v)
+        c_lo.append(low)
+        c_hi.append(high)
+
+    prev = list(range(n0))  # variable of each neuron of the previous layer (None: 0)
+    for (w, b), (l_k, u_k) in zip(net.layers[:-1], bounds_np, strict=True):
+        cur = []
+        for i in range(w.shape[0]):
+            l_i, u_i = float(l_k[i]), float(u_k[i])
+            if u_i <= 0:
+                cur.append(None)
+                continue
+            nz = np.flatnonzero(w[i])
+            z = [(prev[j], -float(w[i, j])) for j in nz if prev[j] is not None]
+            h = new_var(max(l_i, 0.0), u_i)
+            if l_i >= 0:  # h = z
+                add_row([(h, 1.0), *z], float(b[i]), float(b[i]))
+            else:
+                a = new_var(0.0, 1.0, 1)
+                add_row([(h, 1.0), *z], float(b[i]), np.inf)  # h >= z
+                add_row([(h, 1.0), (a, -l_i), *z], -np.inf, float(b[i]) - l_i)
+                add_row([(h, 1.0), (a, -u_i)], -np.inf, 0.0)  # h <= u a
+            cur.append(h)
+        prev = cur
+    n = len(var_lo)
+    A = coo_matrix((vals, (rows, cols)), shape=(len(c_lo), n)).tocsr()
+    box = Bounds(var_lo, var_hi)
+    w, b = net.layers[-1]
+    proven = np.inf
+    for r in range(w.shape[0]):
+        left = t_end - time.perf_counter()
+        if left <= 0.05:
+            return "timeout", None
+        cost = np.zeros(n)
+        for j in np.flatnonzero(w[r]):
+            if prev[j] is not None:
+                cost[prev[j]] += float(w[r, j])
+        # the cutoff row "margin <= MILP_PROVE_TOL": a node whose bound exceeds it is
+        # pruned, so a proof ends as an infeasible program as soon as the bound allows
+        # (minimising without it, HiGHS goes on to the optimum); any feasible point is
+        # a counterexample candidate
+        cut = coo_matrix(cost[None])
+        cons = [
+            LinearConstraint(A, c_lo, c_hi),
+            LinearConstraint(cut, -np.inf, MILP_PROVE_TOL - float(b[r])),
+        ]
+        res = milp(
+            cost,
+            constraints=cons,
+            bounds=box,
+            integrality=np.asarray(integral),
+            options={"time_limit": left, "disp": False},
+        )
+        bound = getattr(res, "mip_dual_bound", None)
+        bound = -np.inf if bound is None or not np.isfinite(bound) else float(bound) + b[r]
+        if res.x is not None and res.fun is not None:
+            return "candidate", np.clip(res.x[:n0], lo, hi)
+        if res.status == 2:  # no point of the box has margin <= MILP_PROVE_TOL
+            proven = min(proven, MILP_PROVE_TOL)
+            continue
+        if res.status == 1 and bound > MILP_PROVE_TOL:  # stopped, but the bound proves it
+            proven = min(proven, bound)
+            continue
+        return ("timeout" if res.status == 1 else "failed"), None
+    return "proven", proven
+
+
 class Verifier:
     name = "crown"
     #: conda env of its jobs (envs/<conda_env>.yaml): torch and numpy are all it needs
@@ -123,6 +225,8 @@ class Verifier:
         per_margin: bool = True,
         pgd_first: bool = False,
         pgd_before_bab: bool = False,
+        milp_after: float | None = 0.5,
+        milp_max_weights: int = MILP_MAX_WEIGHTS,
         output_alpha_first: bool = True,
         search_float32: bool = True,
         lr_beta: float = bounds.LR_BETA,
@@ -179,6 +283,16 @@ class Verifier:
         # cheap), and only when that fails with the hidden layers' bounds optimised too
         # (a pass per unstable neuron of layers >= 1: most of alpha-CROWN's time on a CNN)
         self.output_alpha_first = bool(output_alpha_first)
+        # ReLU split: after this share of the time left after alpha-CROWN, a tree the
+        # branch and bound has not closed goes to an exact MILP of its margin (scipy's
+        # HiGHS, big-M over the root's hidden bounds) for the rest; None: no MILP. Only
+        # on nets with at most milp_max_weights nonzero hidden-layer weights (the size of
+        # the program): on the frontier CNN3s the MILP closes what the branch and bound
+        # leaves open, on the dense MNIST MLPs it does not and the time is the tree's
+        self.milp_after = None if milp_after is None else float(milp_after)
+        self.milp_max_weights = int(milp_max_weights)
+        if self.milp_after is not None and not 0.0 <= self.milp_after <= 1.0:
+            raise ConfigError(f"crown option milp_after must be in [0, 1], got {milp_after!r}")
         # ReLU split: one tree per open margin instead of one tree for all of them
         self.per_margin = bool(per_margin)
         # alpha/beta search in float32 (about half the cost of a pass); every bound it
@@ -327,13 +441,21 @@ class Verifier:
         # without an attack before the branch and bound, the first tree's first round
         # runs it, on the worst margin
         attack_first = not (self.pgd_first or self.pgd_before_bab)
+        bab_end = deadline  # with milp_after, the trees' branch and bound ends here
+        weights = sum(int(np.count_nonzero(w)) for w, _ in margin.layers[:-1])
+        use_milp = self.milp_after is not None and weights <= self.milp_max_weights
+        if use_milp:
+            now = time.perf_counter()
+            bab_end = now + self.milp_after * max(deadline - now, 0.0)
         for group in groups:
             if len(group) == len(lb):
                 sub, sub_eng = margin, eng
             else:
                 sub, sub_eng = self._sub_margins(margin, eng, group, root_alphas)
-            result = self._relu_split(problem, sub, sub_eng, root, deadline, stats, attack_first)
+            result = self._relu_split(problem, sub, sub_eng, root, bab_end, stats, attack_first)
             attack_first = False
+            if result.status == "timeout" and use_milp:
+                result = self._milp_tree(problem, sub, sub_eng, root, deadline, stats)
             domains += stats["domains"]
             trees.append(f"{group}: {result.status} after {stats['domains']} domains")
             if result.status != "robust":
@@ -346,6 +468,26 @@ class Verifier:
         if result.status == "robust":
             result.margin_lower_bound = bound
         return result
+
+    def _milp_tree(self, problem, margin, eng, root, deadline, stats):
+        """An exact MILP of ``margin``'s rows over the whole box (``_milp_min``), big-M
+        over the root's hidden bounds, until ``deadline``: the Result of a tree the
+        branch and bound left open."""
+        t0 = time.perf_counter()
+        if root is None:
+            root = eng.crown(eng.lo[None], eng.hi[None])[:-1]
+        bounds_np = [(lo[0].numpy(), up[0].numpy()) for lo, up in root]
+        status, val = _milp_min(
+            margin, problem.lower, problem.upper, bounds_np, deadline - time.perf_counter()
+        )
+        stats["milp_time_s"] = round(stats.get("milp_time_s", 0.0) + time.perf_counter() - t0, 4)
+        if status == "proven":
+            return self._robust(val, "MILP", stats)
+        if status == "candidate" and margin.forward(val).min() <= -CEX_MARGIN:
+            return self._cex(problem, val, "MILP", stats, "milp")
+        if status == "timeout":
+            return Result("timeout", message="MILP: time ran out", stats=stats)
+        return Result("unknown", message=f"MILP: {status}", stats=stats)
 
     def _sub_margins(self, margin, eng, rows, root_alphas):
         """The margin net restricted to ``rows``, its bound engine, and the root's slopes
