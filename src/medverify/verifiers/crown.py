@@ -102,8 +102,8 @@ def _lp_leaf(net, lo, hi, bounds_np, splits_np):
 
 
 def _milp_min(net, lo, hi, bounds_np, time_limit):
-    """Exact minimum of each margin of ``net`` over the box, a mixed-integer program per
-    margin (scipy's HiGHS): hidden neurons with pre-activation bounds ``bounds_np``
+    """Does each margin of ``net`` stay above MILP_PROVE_TOL on the box? A mixed-integer
+    program per margin (scipy's HiGHS), exact for the network: hidden neurons with pre-activation bounds ``bounds_np``
     (valid on the whole box) are the identity when stably active, 0 when stably
     inactive, and get the big-M encoding with one binary when unstable,
     ``h >= z, h <= z - l (1 - a), h <= u a, h >= 0``, and the margin is cut off at
