@@ -305,6 +305,18 @@ class Batched:
         self.last_alphas = self.last_betas = None
         #: per hidden layer, the optimised slopes of ``optimized_hidden``'s rows (see tighten)
         self.hidden_alphas = [None] * self.n_relu
+        #: the root domain's hidden bounds (``set_root``) and what ``tighten`` keeps of them
+        #: to recompute layer 1's bounds from the root's pass (``_layer1_lower``)
+        self._root_hidden = None
+        self._layer1: dict | None = None
+
+    def set_root(self, root):
+        """The root domain's hidden bounds (a batch of one), of which every domain's are a
+        subset: ``tighten`` then recomputes layer 1's bounds of a domain from the root's
+        backward pass, changed only where the domain's layer-0 relaxation differs from the
+        root's (its split first-layer neurons), instead of a pass of its own."""
+        if root is not self._root_hidden:
+            self._root_hidden, self._layer1 = root, None
 
     def crown(self, lo, hi, splits=None, parent=None):
         """CROWN bounds of every layer for boxes (B, n0), split neurons clamped and
@@ -538,7 +550,15 @@ class Batched:
             idx = ((sub_l < 0) & (sub_u > 0)).any(dim=0).nonzero().flatten()
             if deadline is not None and time.perf_counter() > deadline:
                 idx = idx[:0]
+            lb = None
             if len(idx):
+                sub_lo, sub_hi = (lo, hi) if rows is None else (lo[rows], hi[rows])
+                if k == 1:  # from the root's pass (None when it does not apply)
+                    h0 = hidden[0] if rows is None else tuple(t[rows] for t in hidden[0])
+                    al_1 = None if alphas is None else alphas[1]
+                    with torch.no_grad():
+                        lb = self._layer1_lower(idx, h0, sub_lo, sub_hi, al_1)
+            if lb is None and len(idx):
                 w, b = self.layers[k]
                 n_rows = B if rows is None else len(rows)
                 A = torch.cat([w[idx], -w[idx]]).expand(n_rows, -1, -1)
@@ -546,12 +566,10 @@ class Batched:
                 al = None
                 if alphas is not None and alphas[k] is not None:
                     al = self._rows(alphas[k], idx)
-                sub_relax, sub_lo, sub_hi = relax, lo, hi
-                if rows is not None:
-                    sub_relax = [tuple(t[rows] for t in r) for r in relax]
-                    sub_lo, sub_hi = lo[rows], hi[rows]
+                sub_relax = relax if rows is None else [tuple(t[rows] for t in r) for r in relax]
                 with torch.no_grad():
                     lb, _, _ = backward(self.layers, sub_relax, k, A, c, sub_lo, sub_hi, al)
+            if len(idx):
                 n = len(idx)
                 new_lo, new_hi = pad(lb[:, :n], -lb[:, n:])
                 sub_l = torch.maximum(sub_l[:, idx], new_lo)
@@ -565,6 +583,104 @@ class Batched:
             out.append((l_k, u_k))
             relax.append(relu_relaxation(l_k, torch.maximum(u_k, l_k)))
         return out
+
+    #: domains per chunk of ``_layer1_lower`` (its coefficients are chunk x rows x n0)
+    LAYER1_CHUNK = 8
+
+    def _layer1_terms(self, A, alpha, l0, u0, b0):
+        """Per row r of coefficients ``A`` (..., R, D) on first-layer neurons with bounds
+        ``l0``/``u0`` (..., D) and lower slopes ``alpha`` (..., R, D) of the unstable ones
+        (None: CROWN's adaptive slope) and biases ``b0`` (..., D): each neuron's
+        coefficient on its pre-activation and its constant term (upper intercept plus
+        bias), as ``backward`` takes ``A`` through the first ReLU and the first layer."""
+        torch = self.torch
+        sl, su, tu, unstable = relu_relaxation(l0, torch.maximum(u0, l0))
+        sl = sl[..., None, :]
+        if alpha is not None:
+            sl = torch.where(unstable[..., None, :], alpha, sl)
+        coef, an = through_relu(A, sl, su[..., None, :])
+        return coef, an * tu[..., None, :] + coef * b0[..., None, :]
+
+    def _layer1_lower(self, idx, h0, lo, hi, alphas_1):
+        """``tighten``'s lower bounds (B, 2 len(idx)) of layer 1's neurons ``idx`` (lower
+        rows, then upper rows), from the root's backward pass (``set_root``): a domain's
+        pass differs from the root's only in the first-layer neurons whose bounds in
+        ``h0`` differ from the root's (the split ones), so its coefficients on x are the
+        root's plus those neurons' changed coefficients times their rows of the first
+        layer's weights: O(rows x changed x n0) per domain instead of a pass through
+        (rows x n1 x n0). The same bound as ``backward``'s up to round-off (covered by
+        ``pad``). None when there is no root or a neuron is not unstable at the root."""
+        torch = self.torch
+        if self._root_hidden is None or len(self._root_hidden) < 2:
+            return None
+        cache = self._layer1
+        if cache is None or cache["alphas"] is not alphas_1:
+            cache = self._layer1 = self._layer1_root(alphas_1)
+        pos = cache["lookup"][idx]
+        if bool((pos < 0).any()):
+            return None
+        rows = torch_cat_rows(pos, cache["u"])
+        A, X, const = cache["A"][rows], cache["X"][rows], cache["const"][rows]
+        alpha = None if cache["alpha"] is None else cache["alpha"][rows]
+        coef0, term0 = cache["coef"][rows], cache["term"][rows]
+        l_root, u_root = cache["l0"], cache["u0"]
+        w0, b0 = self.layers[0]
+        out = []
+        for s in range(0, lo.shape[0], self.LAYER1_CHUNK):
+            l0, u0 = (t[s : s + self.LAYER1_CHUNK] for t in h0)
+            changed = (l0 != l_root) | (u0 != u_root)  # (b, n1)
+            width = int(changed.sum(dim=1).max()) if changed.numel() else 0
+            x_lo, x_hi = lo[s : s + self.LAYER1_CHUNK], hi[s : s + self.LAYER1_CHUNK]
+            if width == 0:
+                lb = box_min(X, x_lo[:, None, :], x_hi[:, None, :], const)
+                out.append(lb)
+                continue
+            # the changed neurons of each domain, padded with unchanged ones (masked)
+            cols = changed.to(torch.int8).argsort(dim=1, descending=True, stable=True)
+            cols = cols[:, :width]  # (b, D)
+            valid = changed.gather(1, cols)[:, None, :]  # (b, 1, D)
+            new_coef, new_term = self._layer1_terms(
+                A[:, cols].permute(1, 0, 2),
+                None if alpha is None else alpha[:, cols].permute(1, 0, 2),
+                l0.gather(1, cols),
+                u0.gather(1, cols),
+                b0[cols],
+            )
+            d_coef = (new_coef - coef0[:, cols].permute(1, 0, 2)) * valid
+            d_term = (new_term - term0[:, cols].permute(1, 0, 2)) * valid
+            # box_min of the coefficients X + d_coef @ w_j: the centre's term through the
+            # few changed rows, the radius's over the whole (b, R, n0) coefficients, built
+            # and made absolute in place (the pass's cost is in these passes over memory)
+            w_j = w0[cols]  # (b, D, n0)
+            mid, rad = ((x_hi + x_lo) / 2)[:, :, None], ((x_hi - x_lo) / 2)[:, :, None]
+            centre = (X @ mid)[..., 0] + (d_coef @ (w_j @ mid))[..., 0]
+            spread = torch.baddbmm(X.expand(len(l0), -1, -1), d_coef, w_j).abs_()
+            out.append(const + d_term.sum(-1) + centre - (spread @ rad)[..., 0])
+        return torch.cat(out)
+
+    def _layer1_root(self, alphas_1):
+        """What ``_layer1_lower`` keeps of the root's pass for the neurons of layer 1 that
+        are unstable at the root: their rows' coefficients on the first ReLU's outputs
+        (``A``), the slopes (``alpha``), each first-layer neuron's coefficient and
+        constant term per row, the coefficients on x (``X``) and the constants."""
+        torch = self.torch
+        (l0, u0), (l1, u1) = self._root_hidden[0], self._root_hidden[1]
+        unst = ((l1 < 0) & (u1 > 0)).any(dim=0).nonzero().flatten()
+        w0, (w1, b1) = self.layers[0][0], self.layers[1]
+        u = len(unst)
+        lookup = torch.full((w1.shape[0],), -1, dtype=torch.long)
+        lookup[unst] = torch.arange(u)
+        A = torch.cat([w1[unst], -w1[unst]])  # (R, n1)
+        alpha = None
+        if alphas_1 is not None:
+            alpha = self._rows(alphas_1, unst)[0][0]
+        cache = {"alphas": alphas_1, "lookup": lookup, "u": u, "A": A, "alpha": alpha}
+        cache.update(l0=l0[0], u0=u0[0])
+        with torch.no_grad():
+            coef, term = self._layer1_terms(A, alpha, l0[0], u0[0], self.layers[0][1])
+        cache.update(coef=coef, term=term, X=coef @ w0)
+        cache["const"] = torch.cat([b1[unst], -b1[unst]]) + term.sum(-1)
+        return cache
 
     @staticmethod
     def _rows(alphas_k, idx):

@@ -53,7 +53,7 @@ from .base import CEX_MARGIN, Problem, Result
 PROVE_TOL = bounds.PROVE_TOL  # a lower bound must exceed this to count as a proof
 SAFETY_S = 0.3  # stop this long before the deadline
 INHERIT_ABOVE = 20_000  # see Verifier.inherit_bounds
-REFINE_MIN_LAYERS = 3  # see Verifier.refine
+REFINE_MIN_LAYERS = 2  # see Verifier.refine
 #: a MILP proof (``_milp_min``) needs every margin above this: well clear of HiGHS's
 #: feasibility tolerances (1e-7), where PROVE_TOL is for float64 bound arithmetic
 MILP_PROVE_TOL = 1e-6
@@ -265,9 +265,9 @@ class Verifier:
         # ReLU split: margins the root bounds prove are left out of the branch and bound
         self.prune_margins = bool(prune_margins)
         # ReLU split with inherited bounds: recompute the later layers' unstable neurons'
-        # bounds in every domain (one CROWN pass with the root's optimised slopes); None:
-        # on nets with at least REFINE_MIN_LAYERS hidden layers, where a split's effect
-        # on the deeper layers pays for the extra passes (measured on the frontier MLPs)
+        # bounds in every domain (one CROWN pass with the root's optimised slopes, layer
+        # 1's from the root's pass: Batched.set_root); None: on nets with at least
+        # REFINE_MIN_LAYERS hidden layers (measured on the frontier nets, docs/bounds.md)
         self.refine = refine
         # the PGD attack before alpha-CROWN instead of after it: alpha-CROWN proves most
         # instances the fast path leaves open, and a proof makes the attack's time a
@@ -591,6 +591,7 @@ class Verifier:
         sizes = [w.shape[0] for w, _ in margin.layers[:-1]]
         if root is None:
             root = eng.crown(eng.lo[None], eng.hi[None])[:-1]
+        eng.set_root(root)  # every domain's bounds are within the root's (tighten)
         root_splits = [torch.zeros((1, n), dtype=torch.int8) for n in sizes]
         start = [(root_splits, root, None, None, -1)]  # split layer -1: none yet
         if self.threads <= 1:
