@@ -218,7 +218,7 @@ class Verifier:
         threads: int = 1,
         inherit_bounds: bool | None = None,
         warm_start: bool = True,
-        fsb_k: int = 8,
+        fsb_k: int = 16,
         bab_iters: int = 10,
         prune_margins: bool = True,
         refine: bool | None = None,
