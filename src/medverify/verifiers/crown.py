@@ -344,6 +344,7 @@ class Verifier:
         import torch
 
         torch.set_num_threads(1)
+        bounds.retain_freed_memory()
 
         # 1. with pgd_first, the attack (sample points, grid for low-dimensional families,
         # PGD) here; else after alpha-CROWN, when it did not prove the instance (2b)
