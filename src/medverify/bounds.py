@@ -140,7 +140,9 @@ def interval_layers(layers, lower, upper):
     return out
 
 
-def backward(layers, relax, k, A, const, lower, upper, alphas=None, betas=None, splits=None):
+def backward(
+    layers, relax, k, A, const, lower, upper, alphas=None, betas=None, splits=None, w0_32=None
+):
     """Lower bound of ``A @ h_k + const`` over the box, where ``h_k = relu(z_{k-1})`` is the
     input of layer k (``h_0 = x``), ``A`` (..., m, n_k), ``const`` (..., m).
 
@@ -148,6 +150,10 @@ def backward(layers, relax, k, A, const, lower, upper, alphas=None, betas=None, 
     optional lower slopes of unstable neurons; ``betas[i]`` (..., m, n_i) >= 0 multipliers
     of split constraints ``splits[i]`` (+1: z >= 0, -1: z <= 0, 0: free), each adding
     ``-beta * split * z`` (non-positive on the domain, so the bound stays valid).
+
+    ``w0_32`` (torch, k >= 1): the first layer's weights in float32; the last step (through
+    the first layer to the box) then runs as ``x_lower32`` and the coefficients on x are
+    not returned (None).
 
     Returns ``(lb (..., m), coefficients on x (..., m, n0), [coefficients on h_{i+1}])``.
     """
@@ -164,10 +170,65 @@ def backward(layers, relax, k, A, const, lower, upper, alphas=None, betas=None, 
         if betas is not None and betas[i] is not None:
             A = A - betas[i] * splits[i][..., None, :]
         w, b = layers[i]
+        if i == 0 and w0_32 is not None:
+            return x_lower32(A, w, b, w0_32, lower, upper, const), None, kept
         const = const + A @ b
         A = A @ w
     lb = box_min(A, lower[..., None, :], upper[..., None, :], const)
     return lb, A, kept
+
+
+#: float32's unit round-off
+U32 = 2.0**-24
+#: absolute slack of ``x_lower32`` for underflow (subnormals flushed to zero included)
+TINY32 = 1e-30
+
+
+def x_lower32(A, w, b, w32, lower, upper, const):
+    """``const`` plus the minimum over the box [lower, upper] (..., n0) of ``A @ (w x + b)``
+    (A (..., m, n1) torch float64, the coefficients on the first layer's pre-activations;
+    w (n1, n0)): ``backward``'s last step with its biggest product, the radius term
+    ``|A w| @ rad``, in float32 (``w32`` = w in float32), about half the cost of float64.
+
+    The float32 result ``s`` is made an upper bound of the exact radius term by the
+    standard round-off bounds (Higham, ch. 3): ``rad32 >= rad``; rounding A and w to
+    float32 and the product's n1-term sums err by at most ``c |A| |w|`` entrywise with
+    ``c = gamma_n1 (1 + u)^2 + 2u + u^2 <= 2 (n1 + 4) u``; the n0-term sum of the
+    non-negative ``|P| rad32`` by at most ``gamma_n0`` of itself. So
+    ``|A w| @ rad <= s (1 + 2 (n0 + 4) u) + 2 (n1 + 4) u |A| @ (|w| @ rad) + TINY32``,
+    the last two in float64 and cheap (no n0-wide product). The centre term ``A @ (w @
+    mid)`` is float64. A non-finite float32 result gives -inf (no bound)."""
+    torch = _xp(A)
+    mid, rad = (lower + upper) / 2, (upper - lower) / 2
+    n1, n0 = w.shape
+    P = A.to(torch.float32) @ w32
+    s = _matvec(P.abs_(), up32(rad))
+    radius = radius_up(s, n0, _matvec(A.abs(), rad @ w.abs().T), n1)
+    lb = const + A @ b + _matvec(A, mid @ w.T) - radius
+    return torch.where(torch.isfinite(radius), lb, -torch.inf)
+
+
+def up32(v):
+    """Non-negative float64 tensor ``v`` in float32, rounded up (so >= v)."""
+    torch = _xp(v)
+    v32 = v.to(torch.float32)
+    return torch.where(v32.to(v.dtype) < v, torch.nextafter(v32, v32 + 1), v32)
+
+
+def radius_up(s, n0, slack, n1):
+    """An upper bound (float64) on the exact ``|P| @ rad`` from its float32 evaluation
+    ``s`` (``|P32| @ up32(rad)``, an n0-term sum), where the float32 ``P32`` (n1-term
+    sums of float32-rounded factors) errs entrywise by at most ``2 (n1 + 4) u`` times the
+    sum of its terms' magnitudes, and ``slack`` is that magnitude sum times ``rad``
+    (float64)."""
+    return s.to(slack.dtype) * (1 + 2 * (n0 + 4) * U32) + 2 * (n1 + 4) * U32 * slack + TINY32
+
+
+def _matvec(A, v):
+    """``A @ v`` for A (..., m, n) and v (n,) or one v per leading index (..., n)."""
+    if v.ndim == 1:
+        return A @ v
+    return (A @ v[..., :, None])[..., 0]
 
 
 def through_relu(A, sl, su):
@@ -318,6 +379,9 @@ class Batched:
         #: recomputed in float64 with the parameters found, so this choice costs no
         #: soundness; float32 halves the cost of the search's passes)
         self.search_dtype = torch.float32
+        #: ``tighten``'s widest product (through the first layer, n0 wide) in float32, with
+        #: its round-off bounded (``x_lower32``): sound, looser by a relative ~1e-4
+        self.radius32 = True
         self._cast: dict = {}
         self.last_alphas = self.last_betas = None
         #: per hidden layer, the optimised slopes of ``optimized_hidden``'s rows (see tighten)
@@ -498,6 +562,15 @@ class Batched:
         best_A = torch.where(better.unsqueeze(-1), Ax, best_A)
         return best, best_A, kept
 
+    def _w0_32(self):
+        """The first layer's weights in float32 for ``x_lower32``, or None when torch's
+        float32 products may run in a lower precision (``set_float32_matmul_precision``
+        other than "highest"), which its round-off bound does not cover, or when
+        ``radius32`` is off."""
+        if not self.radius32 or self.torch.get_float32_matmul_precision() != "highest":
+            return None
+        return self._cast_layers(self.torch.float32)[0][0]
+
     def _cast_layers(self, dtype):
         """The layers in ``dtype`` (cached)."""
         if dtype == self.torch.float64:
@@ -585,7 +658,9 @@ class Batched:
                     al = self._rows(alphas[k], idx)
                 sub_relax = relax if rows is None else [tuple(t[rows] for t in r) for r in relax]
                 with torch.no_grad():
-                    lb, _, _ = backward(self.layers, sub_relax, k, A, c, sub_lo, sub_hi, al)
+                    lb, _, _ = backward(
+                        self.layers, sub_relax, k, A, c, sub_lo, sub_hi, al, w0_32=self._w0_32()
+                    )
             if len(idx):
                 n = len(idx)
                 new_lo, new_hi = pad(lb[:, :n], -lb[:, n:])
@@ -643,11 +718,12 @@ class Batched:
         l_root, u_root = cache["l0"], cache["u0"]
         w0, b0 = self.layers[0]
         out = []
-        for s in range(0, lo.shape[0], self.LAYER1_CHUNK):
-            l0, u0 = (t[s : s + self.LAYER1_CHUNK] for t in h0)
+        for start in range(0, lo.shape[0], self.LAYER1_CHUNK):
+            chunk = slice(start, start + self.LAYER1_CHUNK)
+            l0, u0 = (t[chunk] for t in h0)
             changed = (l0 != l_root) | (u0 != u_root)  # (b, n1)
             width = int(changed.sum(dim=1).max()) if changed.numel() else 0
-            x_lo, x_hi = lo[s : s + self.LAYER1_CHUNK], hi[s : s + self.LAYER1_CHUNK]
+            x_lo, x_hi = lo[chunk], hi[chunk]
             if width == 0:
                 lb = box_min(X, x_lo[:, None, :], x_hi[:, None, :], const)
                 out.append(lb)
@@ -672,7 +748,8 @@ class Batched:
             mid, rad = ((x_hi + x_lo) / 2)[:, :, None], ((x_hi - x_lo) / 2)[:, :, None]
             centre = (X @ mid)[..., 0] + (d_coef @ (w_j @ mid))[..., 0]
             spread = torch.baddbmm(X.expand(len(l0), -1, -1), d_coef, w_j).abs_()
-            out.append(const + d_term.sum(-1) + centre - (spread @ rad)[..., 0])
+            radius = (spread @ rad)[..., 0]
+            out.append(const + d_term.sum(-1) + centre - radius)
         return torch.cat(out)
 
     def _layer1_root(self, alphas_1):
