@@ -526,3 +526,6 @@ def test_x_lower32_bounds_the_float64_step_from_below():
         radius = ((A @ w).abs() @ ((hi - lo) / 2)[..., None])[..., 0]
         worst = max(worst, float(((want - got) / (1 + radius)).max()))
     assert worst < 1e-3
+    # the radius rounded up to float32, also where float32's spacing exceeds 1
+    v = torch.tensor([0.0, 1e-45, 0.1, 1 / 3, 3e7 + 0.5, 1e30], dtype=torch.float64)
+    assert bool((bounds.up32(v).double() >= v).all())

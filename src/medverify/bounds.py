@@ -212,7 +212,8 @@ def up32(v):
     """Non-negative float64 tensor ``v`` in float32, rounded up (so >= v)."""
     torch = _xp(v)
     v32 = v.to(torch.float32)
-    return torch.where(v32.to(v.dtype) < v, torch.nextafter(v32, v32 + 1), v32)
+    up = torch.nextafter(v32, torch.full_like(v32, torch.inf))
+    return torch.where(v32.to(v.dtype) < v, up, v32)
 
 
 def radius_up(s, n0, slack, n1):
