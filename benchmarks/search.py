@@ -7,6 +7,10 @@
     # exact critical beta vs bisection, MILP minimum eps vs the bisection bracket
     python benchmarks/search.py routes --onnx M.onnx --dataset pneumoniamnist \
         --data-dir ../shared/data/medmnist --instances 100 --timeout 2 --out DIR
+    # the open part of censored linf brackets (a bisection run's records under DIR):
+    # targeted PGD on every wrong label at each grid point inside, from the bottom
+    python benchmarks/search.py gap --onnx M.onnx --dataset mnist10k \
+        --data-dir ../shared/data/mnist --instances 100 --out DIR [--restarts 32 --steps 200]
     # statistics tables (log-normal fits, twins: model vs <model>_pgd) of every search
     # record under DIR, e.g. bisection runs of several models with --out DIR/<model>
     python benchmarks/search.py tables --out DIR --tables TABLES
@@ -145,6 +149,67 @@ def dist(args) -> int:
     return 0
 
 
+def gap(args, idx, images, labels) -> int:
+    """For each censored linf bisection record (``bisection``'s, under --out) of the
+    inputs ``idx``: the lowest grid point strictly inside its bracket where targeted PGD
+    (every wrong label, --restarts x --steps) finds a counterexample that onnxruntime
+    replays. Says whether the open part of a bracket is an attack's gap or a proof's."""
+    import time
+
+    import torch
+
+    from medverify.attack import pgd
+    from medverify.verifiers import Result
+    from medverify.verify import build_problem, finalize
+
+    torch.set_num_threads(1)
+    classifier = onnx_io.load_affine(args.onnx)
+    ort = onnx_io.OrtClassifier(args.onnx)
+    found = n = 0
+    for i in idx:
+        path = Path(args.out) / "bisection" / "linf" / args.verifier / f"{i}.json"
+        if not path.exists():
+            continue
+        rec = results.read_search(path)
+        if not rec.censored or rec.eps_counterexample is None:
+            continue
+        n += 1
+        t0 = time.perf_counter()
+        lo_i = round(rec.eps_robust / rec.resolution)
+        hi_i = round(rec.eps_counterexample / rec.resolution)
+        hit = None
+        for g in range(lo_i + 1, hi_i):
+            problem = build_problem(
+                classifier, images[i], int(labels[i]), "linf", 255 * g * rec.resolution
+            )
+            margins = problem.margin_net()
+            model = margins.to_torch(torch.float64)
+            for row in range(len(margins.layers[-1][1])):
+                point, _ = pgd(
+                    lambda x, row=row, model=model: model(x)[:, row : row + 1],
+                    problem.lower,
+                    problem.upper,
+                    restarts=args.restarts,
+                    steps=args.steps,
+                    seed=row,
+                )
+                fields = finalize(problem, Result("counterexample", params=point), ort, "pgd", 0.0)
+                if fields["status"] == "counterexample":
+                    hit = g
+                    break
+            if hit is not None:
+                break
+        found += hit is not None
+        print(
+            f"input {i}: robust at {lo_i}, counterexample at {hi_i} (grid steps); "
+            f"PGD inside: {'none' if hit is None else f'at {hit}'} "
+            f"({time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
+    print(f"PGD found a counterexample inside {found} of {n} censored brackets", flush=True)
+    return 0
+
+
 def tables(args) -> int:
     """The statistics tables of medverify.stats over every search record under --out
     (probe caches left out), in --tables; prints the twin table (model vs <model>_pgd)."""
@@ -177,7 +242,7 @@ def tables(args) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("part", choices=("bisection", "routes", "dist", "tables"))
+    ap.add_argument("part", choices=("bisection", "routes", "dist", "tables", "gap"))
     ap.add_argument("--onnx", help="every part but tables")
     ap.add_argument("--dataset", help="every part but tables")
     ap.add_argument("--data-dir", help="every part but tables")
@@ -188,6 +253,8 @@ def main(argv=None) -> int:
     ap.add_argument("--brightness-verifiers", nargs="+", default=["exact", "crown"])
     ap.add_argument("--crown-instances", type=int, default=30)
     ap.add_argument("--milp-instances", type=int, default=20)
+    ap.add_argument("--restarts", type=int, default=32, help="gap: PGD restarts per label")
+    ap.add_argument("--steps", type=int, default=200, help="gap: PGD steps")
     ap.add_argument("--out", required=True)
     ap.add_argument("--family", default="brightness", help="dist: family")
     ap.add_argument("--method", default="exact", help="dist: search method")
@@ -216,6 +283,8 @@ def main(argv=None) -> int:
         ap.error(f"{args.part} needs {', '.join(missing)}")
     test = data.load(args.dataset, args.data_dir, md5=None, splits=("test",))["test"]
     idx = selected(args.onnx, test.images, test.labels, args.instances)
+    if args.part == "gap":
+        return gap(args, idx, test.images, test.labels)
     if args.part == "bisection":
         recs = [
             run(args, "linf", args.verifier, "bisection", i, test.images, test.labels) for i in idx
