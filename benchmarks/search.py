@@ -158,7 +158,7 @@ def gap(args, idx, images, labels) -> int:
 
     import torch
 
-    from medverify.attack import pgd
+    from medverify.attack import pgd_per_label
     from medverify.verifiers import Result
     from medverify.verify import build_problem, finalize
 
@@ -179,20 +179,9 @@ def gap(args, idx, images, labels) -> int:
         hi_i = round(rec.eps_counterexample / rec.resolution)
         hit = None
         for g in range(lo_i + 1, hi_i):
-            problem = build_problem(
-                classifier, images[i], int(labels[i]), "linf", 255 * g * rec.resolution
-            )
-            margins = problem.margin_net()
-            model = margins.to_torch(torch.float64)
-            for row in range(len(margins.layers[-1][1])):
-                point, _ = pgd(
-                    lambda x, row=row, model=model: model(x)[:, row : row + 1],
-                    problem.lower,
-                    problem.upper,
-                    restarts=args.restarts,
-                    steps=args.steps,
-                    seed=row,
-                )
+            eps_k = 255 * g * rec.resolution
+            problem = build_problem(classifier, images[i], int(labels[i]), "linf", eps_k)
+            for _, point in pgd_per_label(problem, args.restarts, args.steps):
                 fields = finalize(problem, Result("counterexample", params=point), ort, "pgd", 0.0)
                 if fields["status"] == "counterexample":
                     hit = g

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from medverify.attack import find_counterexample, grid_points
+from medverify.attack import find_counterexample, grid_points, pgd_per_label
 from medverify.nets import AffineNet
 from medverify.verify import build_problem
 
@@ -54,6 +54,18 @@ def test_pgd_finds_interior_violation():
     x = find_counterexample(p, seed=0, restarts=16, steps=100)
     assert x is not None and p.margins(x).min() < 0 and p.family.in_box(x)
     assert 0.01 < abs(x[0] - 0.5) < 0.03
+
+
+def test_pgd_per_label_attacks_each_row_in_the_box():
+    """One (row, point) per wrong label (``interior_net`` has two labels: one row),
+    inside the box, and the row's point lies in the dent (negative margin)."""
+    p = build_problem(interior_net(), IMAGE, 0, "linf", 40.0)
+    got = list(pgd_per_label(p, restarts=16, steps=100))
+    assert [row for row, _ in got] == [0]
+    for _, x in got:
+        assert p.family.in_box(x)
+    assert p.margin_net().forward(got[0][1])[0] < 0
+    assert 0.01 < abs(got[0][1][0] - 0.5) < 0.03
 
 
 def test_deterministic_given_seed():
