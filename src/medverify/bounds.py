@@ -202,8 +202,9 @@ def x_lower32(A, w, b, w32, lower, upper, const):
     mid, rad = (lower + upper) / 2, (upper - lower) / 2
     n1, n0 = w.shape
     P = A.to(torch.float32) @ w32
-    s = _matvec(P.abs_(), up32(rad))
-    radius = radius_up(s, n0, _matvec(A.abs(), rad @ w.abs().T), n1)
+    s = _matvec(P.abs_(), up32(rad)).to(A.dtype)
+    slack = _matvec(A.abs(), rad @ w.abs().T)
+    radius = s * (1 + 2 * (n0 + 4) * U32) + 2 * (n1 + 4) * U32 * slack + TINY32
     lb = const + A @ b + _matvec(A, mid @ w.T) - radius
     return torch.where(torch.isfinite(radius), lb, -torch.inf)
 
@@ -214,15 +215,6 @@ def up32(v):
     v32 = v.to(torch.float32)
     up = torch.nextafter(v32, torch.full_like(v32, torch.inf))
     return torch.where(v32.to(v.dtype) < v, up, v32)
-
-
-def radius_up(s, n0, slack, n1):
-    """An upper bound (float64) on the exact ``|P| @ rad`` from its float32 evaluation
-    ``s`` (``|P32| @ up32(rad)``, an n0-term sum), where the float32 ``P32`` (n1-term
-    sums of float32-rounded factors) errs entrywise by at most ``2 (n1 + 4) u`` times the
-    sum of its terms' magnitudes, and ``slack`` is that magnitude sum times ``rad``
-    (float64)."""
-    return s.to(slack.dtype) * (1 + 2 * (n0 + 4) * U32) + 2 * (n1 + 4) * U32 * slack + TINY32
 
 
 def _matvec(A, v):
@@ -719,12 +711,11 @@ class Batched:
         l_root, u_root = cache["l0"], cache["u0"]
         w0, b0 = self.layers[0]
         out = []
-        for start in range(0, lo.shape[0], self.LAYER1_CHUNK):
-            chunk = slice(start, start + self.LAYER1_CHUNK)
-            l0, u0 = (t[chunk] for t in h0)
+        for s in range(0, lo.shape[0], self.LAYER1_CHUNK):
+            l0, u0 = (t[s : s + self.LAYER1_CHUNK] for t in h0)
             changed = (l0 != l_root) | (u0 != u_root)  # (b, n1)
             width = int(changed.sum(dim=1).max()) if changed.numel() else 0
-            x_lo, x_hi = lo[chunk], hi[chunk]
+            x_lo, x_hi = lo[s : s + self.LAYER1_CHUNK], hi[s : s + self.LAYER1_CHUNK]
             if width == 0:
                 lb = box_min(X, x_lo[:, None, :], x_hi[:, None, :], const)
                 out.append(lb)
@@ -749,8 +740,7 @@ class Batched:
             mid, rad = ((x_hi + x_lo) / 2)[:, :, None], ((x_hi - x_lo) / 2)[:, :, None]
             centre = (X @ mid)[..., 0] + (d_coef @ (w_j @ mid))[..., 0]
             spread = torch.baddbmm(X.expand(len(l0), -1, -1), d_coef, w_j).abs_()
-            radius = (spread @ rad)[..., 0]
-            out.append(const + d_term.sum(-1) + centre - radius)
+            out.append(const + d_term.sum(-1) + centre - (spread @ rad)[..., 0])
         return torch.cat(out)
 
     def _layer1_root(self, alphas_1):
