@@ -412,16 +412,13 @@ def attack(args) -> int:
     """Targeted PGD, label by label, on every instance no run under ``args.tags`` decided."""
     import torch
 
-    from medverify.attack import CEX_MARGIN, pgd_per_label
+    from medverify.attack import CEX_MARGIN, budget_error, pgd_per_label
 
     out = Path(args.out)
-    for name in ("restarts", "steps"):
-        if getattr(args, name) < 1:
-            print(
-                f"frontier attack: --{name} must be >= 1, got {getattr(args, name)}",
-                file=sys.stderr,
-            )
-            return 2
+    bad = budget_error(args.restarts, args.steps)
+    if bad:
+        print(f"frontier attack: {bad}", file=sys.stderr)
+        return 2
     listed = instances_of(out, "frontier attack")
     if listed is None:
         return 2

@@ -158,18 +158,24 @@ def gap(args, idx, images, labels) -> int:
 
     import torch
 
-    from medverify.attack import pgd_per_label
+    from medverify.attack import budget_error, pgd_per_label
     from medverify.verifiers import Result
     from medverify.verify import build_problem, finalize
 
+    bad = budget_error(args.restarts, args.steps)
+    if bad:
+        print(f"search benchmark: gap {bad}", file=sys.stderr)
+        return 2
     torch.set_num_threads(1)
     classifier = onnx_io.load_affine(args.onnx)
     ort = onnx_io.OrtClassifier(args.onnx)
-    found = n = 0
+    found = n = read = 0
+    records = Path(args.out) / "bisection" / "linf" / args.verifier
     for i in idx:
-        path = Path(args.out) / "bisection" / "linf" / args.verifier / f"{i}.json"
+        path = records / f"{i}.json"
         if not path.exists():
             continue
+        read += 1
         rec = results.read_search(path)
         if not rec.censored or rec.eps_counterexample is None:
             continue
@@ -195,6 +201,9 @@ def gap(args, idx, images, labels) -> int:
             f"({time.perf_counter() - t0:.1f} s)",
             flush=True,
         )
+    if not read:
+        print(f"search benchmark: gap found no bisection record under {records}", file=sys.stderr)
+        return 2
     print(f"PGD found a counterexample inside {found} of {n} censored brackets", flush=True)
     return 0
 

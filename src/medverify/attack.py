@@ -155,6 +155,15 @@ def pgd(
     return best_p.numpy(), best_v
 
 
+def budget_error(restarts: int, steps: int) -> str | None:
+    """What is wrong with a PGD budget for ``pgd_per_label`` (its option name as on the
+    benchmarks' command lines, and the value), or None."""
+    for name, value in (("restarts", restarts), ("steps", steps)):
+        if value < 1:
+            return f"--{name} must be >= 1, got {value}"
+    return None
+
+
 def pgd_per_label(problem, restarts: int = 32, steps: int = 200):
     """Targeted PGD, one margin row (wrong label) at a time, each with its own restarts
     (seed = the row): yields ``(row, point)``, the point clipped to the box and not yet
