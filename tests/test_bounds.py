@@ -497,6 +497,33 @@ def test_layer1_from_the_root_pass_equals_its_own_pass():
     assert compared >= 16
 
 
+def test_drop_inactive_keeps_the_function_on_the_box():
+    """``drop_inactive`` removes exactly the hidden neurons whose upper bound is <= 0, and
+    the smaller net computes the same outputs as the full one at points of the box; no
+    neuron off, or every neuron of a layer off, leaves the net as it is."""
+    rng = np.random.default_rng(11)
+    dropped = 0
+    for _ in range(20):
+        widths = [6, 30, 30, 30, 4]
+        net = random_net(rng, widths)
+        x = rng.uniform(0, 1, 6)
+        lo, hi = np.clip(x - 0.05, 0, 1), np.clip(x + 0.05, 0, 1)
+        hidden = bounds.crown(net, lo, hi)[:-1]
+        small, keep = bounds.drop_inactive(net, hidden)
+        if keep is None:
+            continue
+        for (_, up), k, n in zip(hidden, keep, widths[1:-1], strict=True):
+            np.testing.assert_array_equal(k, np.flatnonzero(up > 0))
+            dropped += n - len(k)
+        pts = rng.uniform(lo, hi, (2000, 6))
+        np.testing.assert_allclose(small.forward(pts), net.forward(pts), rtol=1e-12, atol=1e-12)
+    assert dropped > 0
+    net = random_net(rng, [3, 4, 2])
+    on = [(np.full(4, -1.0), np.ones(4))]
+    assert bounds.drop_inactive(net, on) == (net, None)
+    assert bounds.drop_inactive(net, [(-np.ones(4), -np.ones(4))]) == (net, None)
+
+
 def test_x_lower32_bounds_the_float64_step_from_below():
     """``x_lower32`` (the last backward step's radius product in float32, its round-off
     bounded) is never above the float64 step's bound, also where the product cancels

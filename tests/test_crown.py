@@ -384,7 +384,7 @@ def test_per_margin_trees_with_refined_bounds_agree_with_milp():
     from medverify.verifiers.milp import Verifier as Milp
 
     rng = np.random.default_rng(7)
-    agree = split = trees = 0
+    agree = split = trees = dropped = 0
     for t in range(10):
         net, img, label, k_star = _net_near_its_threshold(rng, [9, 10, 10, 10, 4])
         p = build_problem(net, img, label, "linf", float(k_star * (0.75, 0.9, 1.1)[t % 3]))
@@ -398,8 +398,10 @@ def test_per_margin_trees_with_refined_bounds_agree_with_milp():
         agree += ours.status == ref.status
         split += ours.status == "robust" and ours.stats.get("domains", 0) > 1
         trees += len(ours.stats.get("bab_trees", ())) > 1
+        dropped += ours.stats.get("dropped_neurons", 0) > 0
     assert agree >= 9
     assert split >= 2 and trees >= 1
+    assert dropped >= 2  # trees ran on nets without their neurons off on the whole box
 
 
 def test_shared_tree_in_two_workers_agrees_with_milp_and_serial():

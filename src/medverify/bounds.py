@@ -349,6 +349,29 @@ def compute(net: AffineNet, lower, upper, method: str = "crown"):
 
 # --------------------------------------------------------------------------------------
 # torch: batches of boxes and of ReLU-split domains
+def drop_inactive(net: AffineNet, hidden):
+    """The net without its hidden neurons that are off on the whole box, and which it
+    kept: ``hidden`` holds valid bounds (lo, hi) of every hidden layer's pre-activations
+    over the box (arrays or tensors of shape (n_i,) or (1, n_i)); a neuron with hi <= 0
+    outputs 0 at every point of the box, so the net without it (its row of its layer and
+    its column of the next) computes the same function there. Returns ``(net, keep)``,
+    ``keep[i]`` the indices (numpy) of layer i's neurons kept; ``(net, None)`` when no
+    neuron is off, or when every neuron of some layer is (nothing is dropped then)."""
+    keep = []
+    for _, hi in hidden:
+        hi = np.asarray(hi.numpy() if hasattr(hi, "numpy") else hi).reshape(-1)
+        keep.append(np.flatnonzero(hi > 0))
+    sizes = [w.shape[0] for w, _ in net.layers[:-1]]
+    if all(len(k) == n for k, n in zip(keep, sizes, strict=True)) or any(len(k) == 0 for k in keep):
+        return net, None
+    layers, cols = [], slice(None)
+    for i, (w, b) in enumerate(net.layers):
+        rows = keep[i] if i < len(keep) else slice(None)
+        layers.append((w[rows][:, cols], b[rows]))
+        cols = rows
+    return AffineNet(layers), keep
+
+
 class Batched:
     """The same formulas in torch (float64) on batches.
 

@@ -231,6 +231,7 @@ class Verifier:
         search_float32: bool = True,
         lr_beta: float = bounds.LR_BETA,
         lr_beta_new: float = bounds.LR_BETA_NEW,
+        drop_inactive: bool = True,
     ):
         self.attack = bool(attack)
         self.attack_restarts = int(attack_restarts)
@@ -301,6 +302,9 @@ class Verifier:
         # ReLU split: Adam step sizes of the split multipliers (beta) in every batch, of
         # one warm-started from its parent's value and of one starting at 0 (a new split)
         self.lr_beta, self.lr_beta_new = float(lr_beta), float(lr_beta_new)
+        # ReLU split: each tree's net without the hidden neurons the root bounds show off
+        # on the whole box (the same function there; every pass's products shrink)
+        self.drop_inactive = bool(drop_inactive)
         for key in ("lr_beta", "lr_beta_new"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"crown option {key} must be > 0, got {getattr(self, key)!r}")
@@ -448,15 +452,16 @@ class Verifier:
         if use_milp:
             now = time.perf_counter()
             bab_end = now + self.milp_after * max(deadline - now, 0.0)
+        if root is None and self.drop_inactive:
+            root = eng.crown(eng.lo[None], eng.hi[None])[:-1]
         for group in groups:
-            if len(group) == len(lb):
-                sub, sub_eng = margin, eng
-            else:
-                sub, sub_eng = self._sub_margins(margin, eng, group, root_alphas)
-            result = self._relu_split(problem, sub, sub_eng, root, bab_end, stats, attack_first)
+            rows_g = None if len(group) == len(lb) else group
+            sub, sub_eng, sub_root = self._tree_net(margin, eng, root, rows_g, root_alphas)
+            stats["dropped_neurons"] = margin.relu_count - sub.relu_count
+            result = self._relu_split(problem, sub, sub_eng, sub_root, bab_end, stats, attack_first)
             attack_first = False
             if result.status == "timeout" and use_milp:
-                result = self._milp_tree(problem, sub, sub_eng, root, deadline, stats)
+                result = self._milp_tree(problem, sub, sub_eng, sub_root, deadline, stats)
             domains += stats["domains"]
             trees.append(f"{group}: {result.status} after {stats['domains']} domains")
             if result.status != "robust":
@@ -490,18 +495,43 @@ class Verifier:
             return Result("timeout", message="MILP: time ran out", stats=stats)
         return Result("unknown", message=f"MILP: {status}", stats=stats)
 
-    def _sub_margins(self, margin, eng, rows, root_alphas):
-        """The margin net restricted to ``rows``, its bound engine, and the root's slopes
-        for those rows (set as the branch and bound's starting slopes)."""
+    def _tree_net(self, margin, eng, root, rows, root_alphas):
+        """The net, bound engine and root bounds of one tree: the margin net restricted to
+        ``rows`` (None: all) and, with ``drop_inactive``, without the hidden neurons the
+        root bounds show off on the whole box (``bounds.drop_inactive``: the same function
+        on the box, smaller products in every pass); the root's slopes (of the output rows
+        and of the hidden layers' rows) restricted to match, set as the tree's starting
+        slopes."""
+        import torch
+
         from ..nets import AffineNet
 
-        w, b = margin.layers[-1]
-        sub = AffineNet([*margin.layers[:-1], (w[rows], b[rows])])
-        if root_alphas is not None:
-            self._root_alphas = [a[:, rows] for a in root_alphas]
+        sub, alphas, hidden_alphas = margin, root_alphas, eng.hidden_alphas
+        if rows is not None:
+            w, b = margin.layers[-1]
+            sub = AffineNet([*margin.layers[:-1], (w[rows], b[rows])])
+            alphas = None if alphas is None else [a[:, rows] for a in alphas]
+        keep = None
+        if self.drop_inactive and root is not None:
+            sub, keep = bounds.drop_inactive(sub, root)
+        if keep is not None:
+            idx = [torch.as_tensor(k) for k in keep]
+            root = [(lo[:, k], up[:, k]) for (lo, up), k in zip(root, idx, strict=True)]
+            if alphas is not None:
+                alphas = [a[..., k] for a, k in zip(alphas, idx, strict=True)]
+            hidden_alphas = [
+                None
+                if h is None
+                else ([a[..., k] for a, k in zip(h[0], idx[: len(h[0])], strict=True)],)
+                + (h[1][idx[j]], h[2])
+                for j, h in enumerate(hidden_alphas)
+            ]
+        self._root_alphas = alphas
+        if sub is margin:
+            return margin, eng, root
         sub_eng = self._engine(sub, eng.lo.numpy(), eng.hi.numpy())
-        sub_eng.hidden_alphas = eng.hidden_alphas  # the hidden layers are the same
-        return sub, sub_eng
+        sub_eng.hidden_alphas = hidden_alphas
+        return sub, sub_eng, root
 
     def _engine(self, net, lower, upper):
         import torch
