@@ -228,10 +228,14 @@ def through_relu(A, sl, su):
     """Coefficients ``A`` on ReLU outputs taken to their inputs through the relaxation: a
     negative coefficient takes the upper line (slope ``su``), a positive one the lower
     (slope ``sl``). Returns (the new coefficients, A's negative part, which multiplies the
-    upper line's intercept)."""
-    xp = _xp(A)
-    neg = A < 0
-    return A * xp.where(neg, su, sl), xp.where(neg, A, 0.0)
+    upper line's intercept). Computed as ``(A - An) * sl + An * su`` with ``An = min(A,
+    0)``: the same numbers as choosing the slope per coefficient (one of the two terms
+    is an exact zero), in half the passes over memory."""
+    if isinstance(A, np.ndarray):
+        an = np.minimum(A, 0.0)
+        return (A - an) * sl + an * su, an
+    an = A.clamp(max=0)
+    return ((A - an) * sl).addcmul_(an, su), an
 
 
 def box_min(A, lower, upper, const=0.0):
