@@ -524,6 +524,26 @@ def test_drop_inactive_keeps_the_function_on_the_box():
     assert bounds.drop_inactive(net, [(-np.ones(4), -np.ones(4))]) == (net, None)
 
 
+def test_through_relu_equals_the_slope_chosen_per_coefficient():
+    """``through_relu`` gives exactly (bit for bit) the coefficients of choosing, per
+    coefficient, the upper slope for a negative one and the lower slope otherwise, with
+    zeros among the coefficients, per-row and broadcast slopes, in torch and numpy."""
+    import torch
+
+    rng = np.random.default_rng(8)
+    for shape_sl in ((4, 7, 9), (4, 1, 9)):
+        A = rng.normal(size=(4, 7, 9)) * 10.0 ** rng.integers(-5, 5, size=(4, 7, 9))
+        A[rng.uniform(size=A.shape) < 0.2] = 0.0
+        sl, su = rng.uniform(size=shape_sl), rng.uniform(size=(4, 1, 9))
+        want = A * np.where(A < 0, su, sl), np.where(A < 0, A, 0.0)
+        for got in (
+            bounds.through_relu(A, sl, su),
+            [t.numpy() for t in bounds.through_relu(*map(torch.as_tensor, (A, sl, su)))],
+        ):
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_array_equal(g, w)
+
+
 def test_x_lower32_bounds_the_float64_step_from_below():
     """``x_lower32`` (the last backward step's radius product in float32, its round-off
     bounded) is never above the float64 step's bound, also where the product cancels
