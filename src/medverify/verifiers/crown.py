@@ -438,6 +438,14 @@ class Verifier:
             rows = rows[lb <= PROVE_TOL]
             rows = rows[np.argsort(lb[rows], kind="stable")]
         groups = [[int(j)] for j in rows] if self.per_margin else [list(rows)]
+        # the MILP handoff's size test is of the full net (milp_max_weights was set on it)
+        weights = sum(int(np.count_nonzero(w)) for w, _ in margin.layers[:-1])
+        if self.drop_inactive:
+            if root is None:
+                root = eng.crown(eng.lo[None], eng.hi[None])[:-1]
+            full = margin.relu_count
+            margin, eng, root = self._without_inactive(margin, eng, root)
+            stats["dropped_neurons"] = full - margin.relu_count
         root_alphas = self._root_alphas
         domains = 0
         trees = []
@@ -447,21 +455,19 @@ class Verifier:
         # runs it, on the worst margin
         attack_first = not (self.pgd_first or self.pgd_before_bab)
         bab_end = deadline  # with milp_after, the trees' branch and bound ends here
-        weights = sum(int(np.count_nonzero(w)) for w, _ in margin.layers[:-1])
         use_milp = self.milp_after is not None and weights <= self.milp_max_weights
         if use_milp:
             now = time.perf_counter()
             bab_end = now + self.milp_after * max(deadline - now, 0.0)
-        if root is None and self.drop_inactive:
-            root = eng.crown(eng.lo[None], eng.hi[None])[:-1]
         for group in groups:
-            rows_g = None if len(group) == len(lb) else group
-            sub, sub_eng, sub_root = self._tree_net(margin, eng, root, rows_g, root_alphas)
-            stats["dropped_neurons"] = margin.relu_count - sub.relu_count
-            result = self._relu_split(problem, sub, sub_eng, sub_root, bab_end, stats, attack_first)
+            if len(group) == len(lb):
+                sub, sub_eng = margin, eng
+            else:
+                sub, sub_eng = self._sub_margins(margin, eng, group, root_alphas)
+            result = self._relu_split(problem, sub, sub_eng, root, bab_end, stats, attack_first)
             attack_first = False
             if result.status == "timeout" and use_milp:
-                result = self._milp_tree(problem, sub, sub_eng, sub_root, deadline, stats)
+                result = self._milp_tree(problem, sub, sub_eng, root, deadline, stats)
             domains += stats["domains"]
             trees.append(f"{group}: {result.status} after {stats['domains']} domains")
             if result.status != "robust":
@@ -495,43 +501,46 @@ class Verifier:
             return Result("timeout", message="MILP: time ran out", stats=stats)
         return Result("unknown", message=f"MILP: {status}", stats=stats)
 
-    def _tree_net(self, margin, eng, root, rows, root_alphas):
-        """The net, bound engine and root bounds of one tree: the margin net restricted to
-        ``rows`` (None: all) and, with ``drop_inactive``, without the hidden neurons the
-        root bounds show off on the whole box (``bounds.drop_inactive``: the same function
-        on the box, smaller products in every pass); the root's slopes (of the output rows
-        and of the hidden layers' rows) restricted to match, set as the tree's starting
-        slopes."""
+    def _without_inactive(self, margin, eng, root):
+        """The margin net without the hidden neurons the root bounds show off on the whole
+        box (``bounds.drop_inactive``: the same function on the box, smaller products in
+        every pass), its bound engine and root bounds, and the root's slopes (of the
+        output rows, ``_root_alphas``, and of the hidden layers' rows) restricted to
+        match. Unchanged when no neuron is off."""
         import torch
 
+        small, keep = bounds.drop_inactive(margin, root)
+        if keep is None:
+            return margin, eng, root
+        idx = [torch.as_tensor(k) for k in keep]
+        root = [(lo[:, k], up[:, k]) for (lo, up), k in zip(root, idx, strict=True)]
+        if self._root_alphas is not None:
+            self._root_alphas = [a[..., k] for a, k in zip(self._root_alphas, idx, strict=True)]
+        small_eng = self._engine(small, eng.lo.numpy(), eng.hi.numpy())
+        small_eng.hidden_alphas = [
+            None
+            if h is None
+            else (
+                [a[..., k] for a, k in zip(h[0], idx[: len(h[0])], strict=True)],
+                h[1][idx[j]],
+                h[2],
+            )
+            for j, h in enumerate(eng.hidden_alphas)
+        ]
+        return small, small_eng, root
+
+    def _sub_margins(self, margin, eng, rows, root_alphas):
+        """The margin net restricted to ``rows``, its bound engine, and the root's slopes
+        for those rows (set as the branch and bound's starting slopes)."""
         from ..nets import AffineNet
 
-        sub, alphas, hidden_alphas = margin, root_alphas, eng.hidden_alphas
-        if rows is not None:
-            w, b = margin.layers[-1]
-            sub = AffineNet([*margin.layers[:-1], (w[rows], b[rows])])
-            alphas = None if alphas is None else [a[:, rows] for a in alphas]
-        keep = None
-        if self.drop_inactive and root is not None:
-            sub, keep = bounds.drop_inactive(sub, root)
-        if keep is not None:
-            idx = [torch.as_tensor(k) for k in keep]
-            root = [(lo[:, k], up[:, k]) for (lo, up), k in zip(root, idx, strict=True)]
-            if alphas is not None:
-                alphas = [a[..., k] for a, k in zip(alphas, idx, strict=True)]
-            hidden_alphas = [
-                None
-                if h is None
-                else ([a[..., k] for a, k in zip(h[0], idx[: len(h[0])], strict=True)],)
-                + (h[1][idx[j]], h[2])
-                for j, h in enumerate(hidden_alphas)
-            ]
-        self._root_alphas = alphas
-        if sub is margin:
-            return margin, eng, root
+        w, b = margin.layers[-1]
+        sub = AffineNet([*margin.layers[:-1], (w[rows], b[rows])])
+        if root_alphas is not None:
+            self._root_alphas = [a[:, rows] for a in root_alphas]
         sub_eng = self._engine(sub, eng.lo.numpy(), eng.hi.numpy())
-        sub_eng.hidden_alphas = hidden_alphas
-        return sub, sub_eng, root
+        sub_eng.hidden_alphas = eng.hidden_alphas  # the hidden layers are the same
+        return sub, sub_eng
 
     def _engine(self, net, lower, upper):
         import torch
