@@ -576,3 +576,50 @@ def test_x_lower32_bounds_the_float64_step_from_below():
     # the radius rounded up to float32, also where float32's spacing exceeds 1
     v = torch.tensor([0.0, 1e-45, 0.1, 1 / 3, 3e7 + 0.5, 1e30], dtype=torch.float64)
     assert bool((bounds.up32(v).double() >= v).all())
+
+
+def test_big_m_encoding_is_exact_for_the_network():
+    """``bounds.BigM``: every point of the box, with h = relu(z) and a = [z > 0], satisfies
+    the rows and gives the net's outputs; a hidden value off relu(z) violates a row; and
+    each output's mixed-integer minimum is attained by its own x through the net (the
+    encoding admits no h other than relu(z)) and is no higher than a dense grid's."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    rng = np.random.default_rng(7)
+    net = random_net(rng, [2, 12, 10, 3])
+    lo, hi = np.array([-1.0, -0.5]), np.array([0.5, 1.0])
+    hidden = bounds.crown(net, lo, hi)[:-1]
+    enc = bounds.BigM(net, lo, hi, hidden)
+    assert enc.binaries > 0  # the bounds leave unstable neurons to encode
+    for x in rng.uniform(lo, hi, size=(50, 2)):
+        v, h = list(x), x
+        for (w, b), (l_k, u_k) in zip(net.layers[:-1], hidden, strict=True):
+            z = w @ h + b
+            for i in range(len(z)):
+                if u_k[i] > 0:
+                    v.append(max(z[i], 0.0))
+                    if l_k[i] < 0:
+                        v.append(float(z[i] > 0))
+            h = np.maximum(z, 0)
+        v = np.array(v)
+        av = enc.A @ v
+        assert np.all(av >= enc.row_lower - 1e-9) and np.all(av <= enc.row_upper + 1e-9)
+        assert np.all(v >= enc.var_lower - 1e-9) and np.all(v <= enc.var_upper + 1e-9)
+        np.testing.assert_allclose(enc.out @ v + enc.out_bias, net.forward(x), atol=1e-9)
+        bad = v.copy()
+        bad[enc.n_inputs] += 0.05  # the first hidden neuron's value off relu(z)
+        ab = enc.A @ bad
+        assert np.any(ab < enc.row_lower - 1e-9) or np.any(ab > enc.row_upper + 1e-9)
+    g = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 201), np.linspace(lo[1], hi[1], 201)), -1)
+    grid_min = np.array([net.forward(x) for x in g.reshape(-1, 2)]).min(axis=0)
+    for r in range(3):
+        res = milp(
+            enc.out[r].toarray().ravel(),
+            constraints=[LinearConstraint(enc.A, enc.row_lower, enc.row_upper)],
+            bounds=Bounds(enc.var_lower, enc.var_upper),
+            integrality=enc.integral,
+        )
+        assert res.status == 0
+        value = res.fun + enc.out_bias[r]
+        assert value <= grid_min[r] + 1e-7
+        np.testing.assert_allclose(net.forward(res.x[:2])[r], value, atol=1e-6)

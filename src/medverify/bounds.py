@@ -16,8 +16,9 @@ or torch: ``interval`` and ``crown`` run in numpy so a verify job that ends on t
 path never imports torch; ``Batched`` runs the same functions in torch on batches of boxes
 and of ReLU-split domains (split constraints as clamped bounds plus beta multipliers,
 lower slopes alpha), with autograd for the alpha/beta optimisation. The crown backend's
-branch and bound, milp's big-M, the guided label ordering and search seeding all call this
-module; there is no other relaxation in the package.
+branch and bound, milp's big-M constants and its mixed-integer encoding (``BigM``, also
+the crown backend's MILP handoff), the guided label ordering and search seeding all call
+this module; there is no other relaxation in the package.
 
 Bounds are sound in exact arithmetic; every layer's bounds are widened by ``SAFETY``
 (relative) to cover float64 round-off. Callers that need a proof compare against a small
@@ -349,6 +350,94 @@ def compute(net: AffineNet, lower, upper, method: str = "crown"):
             f"unknown bound method {method!r}: choose one of {', '.join(METHODS)}"
         ) from None
     return fn(net, lower, upper)
+
+
+class BigM:
+    """The network's exact mixed-integer encoding (MIPVerify's big-M), as matrices: the
+    one encoding behind the ``milp`` backend (through PuLP) and the crown backend's MILP
+    handoff (scipy's HiGHS).
+
+    ``hidden`` holds bounds (lo, hi) of every hidden layer's pre-activations, valid on
+    the whole box ``[lower, upper]``. A neuron with hi <= 0 is 0 on the box and gets no
+    variable; one with lo >= 0 is the identity, ``h = z``; an unstable one gets a
+    variable h in [0, hi] and a binary a with
+
+        h >= z,   h <= z - lo (1 - a),   h <= hi a,
+
+    which is exact for a in {0, 1} (triangle-tight for a in [0, 1]).
+
+    Variables: the inputs first (``n_inputs`` of them, bounds the box), then each kept
+    neuron's h, each followed by its binary when unstable. ``var_lower``/``var_upper``
+    are their bounds and ``integral`` marks the binaries. The constraints are
+    ``row_lower <= A @ v <= row_upper`` (A sparse CSR). The output layer's rows are
+    ``out @ v + out_bias`` (``out`` CSR, one row per output)."""
+
+    def __init__(self, net: AffineNet, lower, upper, hidden):
+        from scipy.sparse import coo_matrix, csr_matrix
+
+        lower = np.asarray(lower, dtype=np.float64).reshape(-1)
+        upper = np.asarray(upper, dtype=np.float64).reshape(-1)
+        n0 = len(lower)
+        var_lo, var_hi, integral = list(lower), list(upper), [0] * n0
+        rows, cols, vals, r_lo, r_hi = [], [], [], [], []
+
+        def new_var(low, high, integer=0):
+            var_lo.append(low)
+            var_hi.append(high)
+            integral.append(integer)
+            return len(var_lo) - 1
+
+        def add_row(terms, low, high):
+            r = len(r_lo)
+            for j, v in terms:
+                rows.append(r)
+                cols.append(j)
+                vals.append(v)
+            r_lo.append(low)
+            r_hi.append(high)
+
+        prev = list(range(n0))  # the variable of each unit of the layer before (None: 0)
+        for (w, b), (l_k, u_k) in zip(net.layers[:-1], hidden, strict=True):
+            l_k = np.asarray(l_k, dtype=np.float64).reshape(-1)
+            u_k = np.asarray(u_k, dtype=np.float64).reshape(-1)
+            cur = []
+            for i in range(w.shape[0]):
+                l_i, u_i, b_i = float(l_k[i]), float(u_k[i]), float(b[i])
+                if u_i <= 0:
+                    cur.append(None)
+                    continue
+                minus_z = [
+                    (prev[j], -float(w[i, j])) for j in np.flatnonzero(w[i]) if prev[j] is not None
+                ]
+                h = new_var(max(l_i, 0.0), u_i)
+                if l_i >= 0:  # h - w x = b
+                    add_row([(h, 1.0), *minus_z], b_i, b_i)
+                else:
+                    a = new_var(0.0, 1.0, 1)
+                    add_row([(h, 1.0), *minus_z], b_i, np.inf)  # h >= z
+                    add_row([(h, 1.0), (a, -l_i), *minus_z], -np.inf, b_i - l_i)
+                    add_row([(h, 1.0), (a, -u_i)], -np.inf, 0.0)  # h <= u a
+                cur.append(h)
+            prev = cur
+        n = len(var_lo)
+        self.n_inputs = n0
+        self.var_lower = np.asarray(var_lo, dtype=np.float64)
+        self.var_upper = np.asarray(var_hi, dtype=np.float64)
+        self.integral = np.asarray(integral, dtype=np.int8)
+        self.A = coo_matrix((vals, (rows, cols)), shape=(len(r_lo), n)).tocsr()
+        self.row_lower = np.asarray(r_lo, dtype=np.float64)
+        self.row_upper = np.asarray(r_hi, dtype=np.float64)
+        w, b = net.layers[-1]
+        out = np.zeros((w.shape[0], n))
+        for j, v in enumerate(prev):
+            if v is not None:
+                out[:, v] = w[:, j]
+        self.out = csr_matrix(out)
+        self.out_bias = np.asarray(b, dtype=np.float64).copy()
+
+    @property
+    def binaries(self) -> int:
+        return int(self.integral.sum())
 
 
 # --------------------------------------------------------------------------------------

@@ -103,90 +103,44 @@ def _lp_leaf(net, lo, hi, bounds_np, splits_np):
 
 def _milp_min(net, lo, hi, bounds_np, time_limit):
     """Does each margin of ``net`` stay above MILP_PROVE_TOL on the box? A mixed-integer
-    program per margin (scipy's HiGHS), exact for the network: hidden neurons with pre-activation bounds ``bounds_np``
-    (valid on the whole box) are the identity when stably active, 0 when stably
-    inactive, and get the big-M encoding with one binary when unstable,
-    ``h >= z, h <= z - l (1 - a), h <= u a, h >= 0``, and the margin is cut off at
+    program per margin (scipy's HiGHS), exact for the network: ``bounds.BigM`` over the
+    hidden bounds ``bounds_np`` (valid on the whole box), the margin cut off at
     MILP_PROVE_TOL. Returns (status, value): 'proven' with a lower bound of every margin
     (the program infeasible: MILP_PROVE_TOL; or HiGHS's dual bound when it exceeds that
     at the time limit), 'candidate' with a feasible point (margin <= MILP_PROVE_TOL by
     the solver; the caller checks it in float64), 'timeout' or 'failed'."""
     from scipy.optimize import Bounds, LinearConstraint, milp
-    from scipy.sparse import coo_matrix
 
     t_end = time.perf_counter() + time_limit
-    n0 = len(lo)
-    var_lo, var_hi, integral = list(lo), list(hi), [0] * n0
-    rows, cols, vals, c_lo, c_hi = [], [], [], [], []
-
-    def new_var(low, high, integer=0):
-        var_lo.append(low)
-        var_hi.append(high)
-        integral.append(integer)
-        return len(var_lo) - 1
-
-    def add_row(coef, low, high):
-        r = len(c_lo)
-        for j, v in coef:
-            rows.append(r)
-            cols.append(j)
-            vals.append(v)
-        c_lo.append(low)
-        c_hi.append(high)
-
-    prev = list(range(n0))  # variable of each neuron of the previous layer (None: 0)
-    for (w, b), (l_k, u_k) in zip(net.layers[:-1], bounds_np, strict=True):
-        cur = []
-        for i in range(w.shape[0]):
-            l_i, u_i = float(l_k[i]), float(u_k[i])
-            if u_i <= 0:
-                cur.append(None)
-                continue
-            nz = np.flatnonzero(w[i])
-            z = [(prev[j], -float(w[i, j])) for j in nz if prev[j] is not None]
-            h = new_var(max(l_i, 0.0), u_i)
-            if l_i >= 0:  # h = z
-                add_row([(h, 1.0), *z], float(b[i]), float(b[i]))
-            else:
-                a = new_var(0.0, 1.0, 1)
-                add_row([(h, 1.0), *z], float(b[i]), np.inf)  # h >= z
-                add_row([(h, 1.0), (a, -l_i), *z], -np.inf, float(b[i]) - l_i)
-                add_row([(h, 1.0), (a, -u_i)], -np.inf, 0.0)  # h <= u a
-            cur.append(h)
-        prev = cur
-    n = len(var_lo)
-    A = coo_matrix((vals, (rows, cols)), shape=(len(c_lo), n)).tocsr()
-    box = Bounds(var_lo, var_hi)
-    w, b = net.layers[-1]
+    enc = bounds.BigM(net, lo, hi, bounds_np)
+    box = Bounds(enc.var_lower, enc.var_upper)
     proven = np.inf
-    for r in range(w.shape[0]):
+    for r in range(enc.out.shape[0]):
         left = t_end - time.perf_counter()
         if left <= 0.05:
             return "timeout", None
-        cost = np.zeros(n)
-        for j in np.flatnonzero(w[r]):
-            if prev[j] is not None:
-                cost[prev[j]] += float(w[r, j])
+        cost = enc.out[r]
         # the cutoff row "margin <= MILP_PROVE_TOL": a node whose bound exceeds it is
         # pruned, so a proof ends as an infeasible program as soon as the bound allows
         # (minimising without it, HiGHS goes on to the optimum); any feasible point is
         # a counterexample candidate
-        cut = coo_matrix(cost[None])
         cons = [
-            LinearConstraint(A, c_lo, c_hi),
-            LinearConstraint(cut, -np.inf, MILP_PROVE_TOL - float(b[r])),
+            LinearConstraint(enc.A, enc.row_lower, enc.row_upper),
+            LinearConstraint(cost, -np.inf, MILP_PROVE_TOL - enc.out_bias[r]),
         ]
         res = milp(
-            cost,
+            cost.toarray().ravel(),
             constraints=cons,
             bounds=box,
-            integrality=np.asarray(integral),
+            integrality=enc.integral,
             options={"time_limit": left, "disp": False},
         )
         bound = getattr(res, "mip_dual_bound", None)
-        bound = -np.inf if bound is None or not np.isfinite(bound) else float(bound) + b[r]
+        bound = (
+            -np.inf if bound is None or not np.isfinite(bound) else float(bound) + enc.out_bias[r]
+        )
         if res.x is not None and res.fun is not None:
-            return "candidate", np.clip(res.x[:n0], lo, hi)
+            return "candidate", np.clip(res.x[: enc.n_inputs], lo, hi)
         if res.status == 2:  # no point of the box has margin <= MILP_PROVE_TOL
             proven = min(proven, MILP_PROVE_TOL)
             continue

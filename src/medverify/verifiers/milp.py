@@ -229,45 +229,42 @@ class _Outcome:
 
 
 class _Encoding:
-    """The network's constraints as a PuLP problem; objective set per target."""
+    """The network's constraints (``bounds.BigM``, the one big-M encoding) as a PuLP
+    problem, one variable per margin; the objective is set per target."""
 
     def __init__(self, mnet, layer_bounds, lower, upper):
         import pulp
 
+        enc = bounds_mod.BigM(mnet, lower, upper, layer_bounds[:-1])
         self.prob = pulp.LpProblem("margin", pulp.LpMinimize)
-        self.x = [
-            self._var(f"x{i}", float(lo), float(hi))
-            for i, (lo, hi) in enumerate(zip(lower, upper, strict=True))
+        self.binaries = enc.binaries
+        names = ("v", "a")
+        var = [
+            self._var(
+                f"x{j}" if j < enc.n_inputs else f"{names[enc.integral[j]]}{j}",
+                float(lo),
+                float(hi),
+                pulp.LpBinary if enc.integral[j] else "Continuous",
+            )
+            for j, (lo, hi) in enumerate(zip(enc.var_lower, enc.var_upper, strict=True))
         ]
-        self.binaries = 0
-        cur = list(self.x)
-        for k, (w, b) in enumerate(mnet.layers[:-1]):
-            lo, hi = layer_bounds[k]
-            nxt = []
-            for i in range(w.shape[0]):
-                if hi[i] <= 0:
-                    nxt.append(None)
-                    continue
-                z = _affine(w[i], b[i], cur)
-                if lo[i] >= 0:
-                    v = self._var(f"h{k}_{i}", 0.0, float(hi[i]))
-                    self.prob += v == z
-                else:
-                    v = self._var(f"h{k}_{i}", 0.0, float(hi[i]))
-                    a = self._var(f"a{k}_{i}", 0, 1, pulp.LpBinary)
-                    self.binaries += 1
-                    self.prob += v >= z
-                    self.prob += v <= z - float(lo[i]) * (1 - a)
-                    self.prob += v <= float(hi[i]) * a
-                nxt.append(v)
-            cur = nxt
-        w, b = mnet.layers[-1]
+        self.x = var[: enc.n_inputs]
+        for r in range(enc.A.shape[0]):
+            expr = _row(enc.A, r, var)
+            lo, hi = float(enc.row_lower[r]), float(enc.row_upper[r])
+            if lo == hi:
+                self.prob += expr == lo
+                continue
+            if lo > -math.inf:
+                self.prob += expr >= lo
+            if hi < math.inf:
+                self.prob += expr <= hi
         # one variable per margin, so the objective has no constant term (PuLP does not
         # pass an objective constant to HiGHS, whose dual bound would then be shifted)
         self.margins = []
-        for r in range(w.shape[0]):
+        for r in range(enc.out.shape[0]):
             m = self._var(f"m{r}")
-            self.prob += m == _affine(w[r], b[r], cur)
+            self.prob += m == _row(enc.out, r, var) + float(enc.out_bias[r])
             self.margins.append(m)
 
     def _var(self, name, lo=None, hi=None, cat="Continuous"):
@@ -366,11 +363,13 @@ class _Encoding:
         )
 
 
-def _affine(row: np.ndarray, bias: float, inputs):
+def _row(matrix, r: int, var):
+    """Row ``r`` of the CSR ``matrix`` as a PuLP expression over the variables ``var``."""
     import pulp
 
-    terms = [(v, float(c)) for v, c in zip(inputs, row, strict=True) if v is not None and c != 0]
-    return pulp.LpAffineExpression(terms, constant=float(bias))
+    lo, hi = matrix.indptr[r], matrix.indptr[r + 1]
+    cols, vals = matrix.indices[lo:hi].tolist(), matrix.data[lo:hi].tolist()
+    return pulp.LpAffineExpression([(var[j], v) for j, v in zip(cols, vals, strict=True) if v != 0])
 
 
 # --- minimum distortion (MIPVerify-style) --------------------------------------------
