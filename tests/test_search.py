@@ -94,6 +94,20 @@ def test_bisection_brackets_the_closed_form_threshold(family, verifier, seeds, t
         assert {p["verifier"] for p in rec.probes} == {verifier}
 
 
+def test_a_misclassified_image_ends_at_zero_with_its_replayed_record(tmp_path):
+    """An image the net misclassifies: the search ends at eps 0, and its one probe is the
+    unperturbed image replayed through onnxruntime like every counterexample."""
+    net, image, label = closed_form("linf")
+    rec = search.search_image(
+        _onnx(net, tmp_path), image, _question(1 - label, "linf", "crown"), grid=GRID
+    )
+    assert rec.eps_robust is None and rec.eps_counterexample == 0.0 and not rec.censored
+    (probe,) = rec.probes
+    assert probe["status"] == "counterexample"
+    np.testing.assert_allclose(probe["counterexample"]["image"], image.reshape(-1))
+    assert probe["predicted_label_at_counterexample"] == label
+
+
 @pytest.mark.parametrize("family", ["brightness", "contrast"])
 def test_exact_route_gives_the_threshold(family, tmp_path):
     net, image, label = closed_form(family)
@@ -103,8 +117,13 @@ def test_exact_route_gives_the_threshold(family, tmp_path):
     assert rec.method == "exact" and not rec.censored
     # the ONNX file holds float32 weights: the threshold is exact up to float32 rounding
     assert rec.eps_robust == pytest.approx(THRESHOLD, abs=1e-7)
-    assert rec.eps_counterexample == pytest.approx(THRESHOLD, abs=1e-7)
+    # the upper end is the first point past it whose margin reaches -CEX_MARGIN (1e-5)
+    assert THRESHOLD < rec.eps_counterexample <= THRESHOLD + 2e-5
     assert rec.counterexample_label == 1
+    # the upper end is a replayed point past the change point, kept as a probe
+    past = rec.probes[-1]
+    assert past["status"] == "counterexample" and past["counterexample"] is not None
+    assert past["magnitude_k"] == pytest.approx(255 * rec.eps_counterexample)
 
 
 def test_milp_min_route_gives_the_threshold(tmp_path):

@@ -218,11 +218,19 @@ def bisection(s: _Searcher) -> dict:
     n = grid.n
     p0 = s.problem(0)
     if float(np.min(p0.margins(p0.lower))) <= 0:
-        rec = Record.build(
-            s.probe_question(0, SEED_ATTACK),
-            **verdict("counterexample", message="the unperturbed image is misclassified"),
+        # the unperturbed image itself, replayed like every counterexample
+        fields = finalize(p0, Result("counterexample", params=p0.lower), s.ort, SEED_ATTACK, 0.0)
+        fields["message"] = f"the unperturbed image is misclassified ({fields.get('message')})"
+        rec = Record.build(s.probe_question(0, SEED_ATTACK), **fields)
+        if rec.status == "counterexample":
+            return dict(eps_robust=None, eps_counterexample=0.0, probes=[rec], censored=False)
+        return dict(
+            eps_robust=None,
+            eps_counterexample=None,
+            probes=[rec],
+            censored=True,
+            message="the unperturbed image is on the decision boundary (not replayed)",
         )
-        return dict(eps_robust=None, eps_counterexample=0.0, probes=[rec], censored=False)
     lo, hi = 0, None  # lo: proven robust; hi: replayed counterexample
     lo_rec = hi_rec = None
     # attack upper end first (cheapest): the smallest grid point where the corner search
@@ -333,19 +341,59 @@ def exact_route(s: _Searcher) -> dict:
         )
     side = min(sides, key=sides.get)
     crit = sides[side]
-    # the label reached just past the change point
+    # the upper end is a replayed point: the first of a few points just past the change
+    # point whose float64 margin and onnxruntime replay both show the label change
     param = below if side == "below" else above
-    step = 1e-9 * max(1.0, abs(param))
-    past = np.array([param - step if side == "below" else param + step])
-    label = int(np.argmax(p.net.forward(past)))
+    span = (nominal - lo_p) if side == "below" else (hi_p - nominal)
+    cex = _replayed_past(s, p, param, -1.0 if side == "below" else 1.0, span, nominal, top)
+    if cex is None:
+        # no replayed point near it: the full-range probe's replayed counterexample (when
+        # it has one) still bounds the critical eps from above
+        decided = rec.status == "counterexample"
+        return dict(
+            eps_robust=crit,
+            eps_counterexample=top if decided else None,
+            counterexample_label=_label(rec) if decided else None,
+            probes=[rec],
+            censored=True,
+            message=f"no replayed counterexample just past the exact change point eps={crit:.6g}",
+            extra=extra,
+        )
+    eps_c, cex_rec = cex
     return dict(
         eps_robust=crit,
-        eps_counterexample=crit,
-        counterexample_label=label if label != q.true_label else _label(rec),
-        probes=[rec],
+        eps_counterexample=eps_c,
+        counterexample_label=_label(cex_rec),
+        probes=[rec, cex_rec],
         censored=False,
         extra=extra,
     )
+
+
+#: how many times ``_replayed_past`` quadruples its step before giving up
+PAST_TRIES = 12
+
+
+def _replayed_past(s: _Searcher, p, param: float, sign: float, span: float, nominal, top):
+    """(eps, record) of the first point ``x = param + sign * step`` inside the box that
+    replays as a counterexample (``finalize``: float64 margin <= -CEX_MARGIN and
+    onnxruntime), its eps = top * |x - nominal| / span; None when none does. The first
+    step is where the margin's slope just past ``param`` (a finite difference) reaches
+    -2 CEX_MARGIN; each next one is four times longer (``PAST_TRIES`` in all)."""
+    q = s.question
+    h = 1e-6 * max(1.0, abs(param))
+    slope = -float(np.min(p.margins(np.array([param + sign * h])))) / h
+    step = 2 * attack.CEX_MARGIN / slope if slope > 0 else h
+    for _ in range(PAST_TRIES):
+        x = param + sign * step
+        if not float(p.lower[0]) <= x <= float(p.upper[0]):
+            break
+        fields = finalize(p, Result("counterexample", params=np.array([x])), s.ort, q.verifier, 0.0)
+        if fields["status"] == "counterexample":
+            eps = top * abs(x - nominal) / span
+            return eps, Record.build(q.replace(magnitude_k=255 * eps), **fields)
+        step *= 4
+    return None
 
 
 def _milp_min(classifier, image, label, targets, max_eps, timeout_s, options):

@@ -53,7 +53,8 @@ def search_frame(records: Sequence[results.SearchRecord], paths=None) -> pd.Data
         elif rec.censored or lo is None or width > rec.resolution * (1 + 1e-6) + 1e-12:
             kind = "censored"
         else:
-            kind = "exact" if width <= 1e-12 else "bracketed"
+            # the exact route's upper end is its replayed point just past the change
+            kind = "exact" if rec.method == "exact" or width <= 1e-12 else "bracketed"
         rows.append(
             {
                 "dataset": rec.dataset,
