@@ -142,3 +142,21 @@ def test_multiclass_per_target_and_options():
         get("milp", solver="gurobi")
     assert "pulp" in get("milp").tool_version()
     assert "CBC" in get("milp", solver="cbc").tool_version()
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_minimum_inside_the_solver_tolerance_is_no_proof(solver):
+    """One proof rule for every MILP (``bounds.MILP_PROVE_TOL``, 1e-6): a minimum margin of
+    5e-7 is not ``robust`` for the milp backend, nor proven by crown's MILP handoff; 1e-4
+    is, by both."""
+    from medverify.verifiers.crown import _milp_min
+
+    for margin, proven in ((5e-7, False), (1e-4, True)):
+        k = 10.0 - margin * 255.0 / 3.0  # true_min_margin(k) == margin
+        problem = build_problem(threshold_net(), IMAGE, 0, "linf", k)
+        result = get("milp", solver=solver, prune=False, early_stop=False).verify(problem, 20.0)
+        assert (result.status == "robust") is proven, (margin, result.status, result.message)
+        net = problem.margin_net()
+        hidden = bounds.crown(net, problem.lower, problem.upper)[:-1]
+        status, _ = _milp_min(net, problem.lower, problem.upper, hidden, 20.0)
+        assert (status == "proven") is proven, (margin, status)

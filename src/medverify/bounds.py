@@ -352,6 +352,12 @@ def compute(net: AffineNet, lower, upper, method: str = "crown"):
     return fn(net, lower, upper)
 
 
+#: a mixed-integer proof needs every margin's bound above this: well clear of the MILP
+#: solvers' feasibility tolerances (HiGHS: 1e-7), where PROVE_TOL is for float64 bound
+#: arithmetic. The one rule of the milp backend and of the crown backend's MILP handoff
+MILP_PROVE_TOL = 1e-6
+
+
 class BigM:
     """The network's exact mixed-integer encoding (MIPVerify's big-M), as matrices: the
     one encoding behind the ``milp`` backend (through PuLP) and the crown backend's MILP

@@ -54,9 +54,7 @@ PROVE_TOL = bounds.PROVE_TOL  # a lower bound must exceed this to count as a pro
 SAFETY_S = 0.3  # stop this long before the deadline
 INHERIT_ABOVE = 20_000  # see Verifier.inherit_bounds
 REFINE_MIN_LAYERS = 2  # see Verifier.refine
-#: a MILP proof (``_milp_min``) needs every margin above this: well clear of HiGHS's
-#: feasibility tolerances (1e-7), where PROVE_TOL is for float64 bound arithmetic
-MILP_PROVE_TOL = 1e-6
+MILP_PROVE_TOL = bounds.MILP_PROVE_TOL  # a MILP proof's margin must exceed this
 #: see Verifier.milp_after (the CNN3s: 3e4-6e4 nonzero hidden weights; MLPs 784-128-128:
 #: 1.2e5, 784-256-256: 2.7e5)
 MILP_MAX_WEIGHTS = 100_000

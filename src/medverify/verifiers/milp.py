@@ -11,8 +11,8 @@ One MILP minimises the smallest margin ``f_label - f_j`` over the problem's targ
 (selection binaries pick the target; with one target it is that margin); targets whose
 CROWN lower bound is already positive are left out of it. Label-by-label runs, most
 dangerous first, are the ``guided`` strategy (``medverify.strategies``). A proven
-positive minimum is ``robust``; a
-solution with a negative margin (re-checked in float64) is a ``counterexample``. A
+minimum above ``bounds.MILP_PROVE_TOL`` (1e-6, the crown backend's MILP handoff's rule
+too) is ``robust``; a solution with a negative margin (re-checked in float64) is a ``counterexample``. A
 solver that stopped early is never taken as a proof: only a proven optimum (HiGHS: its
 dual bound; CBC: ``sol_status`` Optimal) counts.
 """
@@ -163,14 +163,14 @@ class Verifier:
                     message=f"label {problem.targets[r]} reaches margin {margins[r]:.6g}",
                     stats=stats,
                 )
-            if out.proven and out.bound <= 0:
+            if out.proven and out.bound <= bounds_mod.MILP_PROVE_TOL:
                 return Result(
                     "unknown",
                     message=f"labels {names}: solver optimum {out.objective:.3g} but float64 "
                     f"margin {margins[r]:.3g} at its solution",
                     stats=stats,
                 )
-        if out.proven and out.bound > 0:
+        if out.proven and out.bound > bounds_mod.MILP_PROVE_TOL:
             return Result(
                 "robust",
                 margin_lower_bound=float(min(out.bound, *proven.values(), math.inf)),
@@ -346,7 +346,7 @@ class _Encoding:
             return _Outcome(True, bound, objective, params)
         if status in (st.kTimeLimit, st.kInterrupt, st.kIterationLimit):
             bound = float(info.mip_dual_bound) if self.binaries else -math.inf
-            proven = math.isfinite(bound) and bound > 0
+            proven = math.isfinite(bound) and bound > bounds_mod.MILP_PROVE_TOL
             return _Outcome(
                 proven,
                 bound if proven else -math.inf,
