@@ -272,14 +272,14 @@ def one(args) -> int:
     """One instance, crown in this process (no fork): status, domains, CPU and wall
     seconds, per-margin trees, as one JSON line (for side-by-side option comparisons)."""
     from medverify.errors import MedverifyError
-    from medverify.verifiers import get
+    from medverify.verifiers import get, parse_options
 
     out = Path(args.out)
     inst = instance(out, args.key, "frontier one")
     if inst is None:
         return 2
     try:
-        options = json.loads(args.options)
+        options = parse_options(args.options)
         backend = get("crown", **options)
     except (ValueError, TypeError, MedverifyError) as exc:
         print(f"frontier one: bad --options {args.options!r}: {exc}", file=sys.stderr)

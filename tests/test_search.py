@@ -330,6 +330,9 @@ def test_cli_search_prints_the_bracket(trained_mlp, medmnist_dir, tmp_path, caps
         (["--max-eps", "0"], "max_eps"),
         (["--max-eps", "-0.2"], "max_eps"),
         (["--resolution", "0"], "resolution"),
+        (["--family", "nope"], "'nope'"),
+        (["--options", "[1]"], "--options"),
+        (["--options", '{"thredz": 1}'], "'thredz'"),
     ):
         code, _, err = _cli(
             [*base, "--verifier", "crown", *bad, "--out", str(tmp_path / "x.json")], capsys

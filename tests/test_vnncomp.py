@@ -250,3 +250,31 @@ def test_bad_results_file_is_one_line_error(tmp_path, classifier):
         env=dict(os.environ, PYTHONPATH=SRC),
     )
     assert proc.returncode != 0 and "instances.csv" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "bad,word",
+    [
+        (["--verifier", "crwn"], "'crwn'"),
+        (["--verifier", "crown", "--options", '{"thredz": 2}'], "'thredz'"),
+        (["--verifier", "crown", "--options", "[1]"], "--options"),
+    ],
+)
+def test_run_with_a_bad_verifier_or_option_is_one_line_and_runs_nothing(
+    bad, word, tmp_path, classifier
+):
+    """``vnncomp run`` checks the verifier and its options before any instance: one line
+    naming the bad value, exit 2, no results written."""
+    bench = tmp_path / "bench"
+    vnncomp.write_benchmark(bench, items(classifier)[:1], 20.0)
+    out = tmp_path / "run" / "results.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "medverify.cli", "vnncomp", "run", str(bench), *bad]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=SRC),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and word in proc.stderr
+    assert not out.exists()

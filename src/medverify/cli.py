@@ -4,7 +4,6 @@ VNNLIB file), training/export, and aggregation."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import traceback
@@ -64,14 +63,10 @@ def _add_verify(sub):
 def _verify(args) -> int:
     from . import data, results
     from .results import Question
+    from .verifiers import parse_options
     from .verify import verify_image
 
-    try:
-        options = json.loads(args.options)
-    except json.JSONDecodeError as exc:
-        raise MedverifyError(f"--options {args.options!r} is not JSON: {exc}") from None
-    if not isinstance(options, dict):
-        raise MedverifyError(f"--options {args.options!r} is not a JSON object")
+    options = parse_options(args.options)
     if args.vnnlib:
         from .verify import verify_vnnlib
 
@@ -265,11 +260,16 @@ def _vnncomp(args) -> int:
         print(f"{args.benchmark}: ok ({len(vnncomp.read_instances(args.benchmark))} instances)")
         return 0
     if cmd == "run":
+        from .verifiers import check_options, parse_options
+
+        options = parse_options(args.options)
+        # a bad verifier or option is one line and exit 2 before any instance runs
+        check_options(args.verifier, options, f"--verifier {args.verifier} --options")
         records = vnncomp.run_benchmark(
             args.benchmark,
             args.verifier,
             args.out,
-            options=json.loads(args.options),
+            options=options,
             strategy=args.strategy,
             category=args.category,
             max_timeout=args.max_timeout,
@@ -277,7 +277,8 @@ def _vnncomp(args) -> int:
         )
         errors = sum(r.status == "error" for r in records)
         print(f"{len(records)} instances, {errors} errors -> {args.out}")
-        return 0
+        # the answer is every instance's verdict: an error record is none (its code)
+        return max((exit_code(r) for r in records), default=0)
     records = vnncomp.import_results(
         args.results,
         args.benchmark,
@@ -288,6 +289,7 @@ def _vnncomp(args) -> int:
     )
     flagged = sum(bool(r.flags) for r in records)
     print(f"{len(records)} records ({flagged} flagged) -> {args.out}")
+    return 0
 
 
 def _add_search(sub):
@@ -320,8 +322,11 @@ def _add_search(sub):
 def _search(args) -> int:
     from . import data, results, search
     from .results import Question
+    from .verifiers import check_options, parse_options
 
     grid = search.Grid(max_eps=args.max_eps, resolution=args.resolution)
+    options = parse_options(args.options)
+    check_options(args.verifier, options, f"--verifier {args.verifier} --options")
     method = args.method or ("exact" if args.verifier == "exact" else "bisection")
     if not search.method_applies(method, args.verifier, args.family):
         raise MedverifyError(
@@ -355,7 +360,7 @@ def _search(args) -> int:
         question,
         grid=grid,
         method=method,
-        options=json.loads(args.options),
+        options=options,
         cache_dir=args.cache_dir or f"{args.out}.probes",
         split=args.split,
     )

@@ -9,22 +9,11 @@ verifier names from :data:`medverify.verifiers.BACKENDS`, family names from
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 
 from .errors import ConfigError
 from .perturbations import FAMILIES
-from .verifiers import BACKENDS, backend_class
-
-
-def option_names(verifier: str) -> tuple[str, ...]:
-    """Keyword options a backend's constructor accepts (from its signature)."""
-    params = inspect.signature(backend_class(verifier).__init__).parameters
-    return tuple(
-        name
-        for name, p in params.items()
-        if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    )
+from .verifiers import BACKENDS, check_options
 
 
 def _where(path) -> str:
@@ -87,17 +76,7 @@ def check_names(config: Mapping, source: str) -> None:
                 f"config {source}: verifier_options: unknown verifier {name!r}: choose from "
                 f"{', '.join(BACKENDS)}"
             )
-        accepted = option_names(name)
-        for key in options or {}:
-            if key not in accepted:
-                raise ConfigError(
-                    f"config {source}: verifier_options.{name}: unknown option {key!r}: "
-                    f"{name} accepts {', '.join(accepted)}"
-                )
-        try:
-            backend_class(name)(**(options or {}))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"config {source}: verifier_options.{name}: {exc}") from None
+        check_options(name, options, f"config {source}: verifier_options.{name}")
 
 
 def check(config: Mapping, schema: Mapping | None = None, source: str = "config") -> None:

@@ -97,6 +97,10 @@ class Grid:
 
 def method_applies(method: str, verifier: str, family: str) -> bool:
     """Which (method, verifier, family) combinations make sense (the workflow's cells)."""
+    if family not in perturbations.FAMILIES:
+        raise ConfigError(
+            f"unknown family {family!r}: choose one of {', '.join(perturbations.FAMILIES)}"
+        )
     one_parameter = perturbations.FAMILIES[family].parameters == 1
     if method == "bisection":
         return verifier != "exact" or one_parameter

@@ -34,7 +34,6 @@ stderr).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -391,11 +390,13 @@ def main(argv=None) -> int:
 def _verify(args) -> int:
     if args.timeout is not None and args.timeout < 0:
         raise UsageError(f"--timeout must be zero or more whole seconds, not {args.timeout}")
+    from .errors import ConfigError
+    from .verifiers import BACKENDS, parse_options
+
     try:
-        options = json.loads(args.options)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--options is not JSON: {exc}") from None
-    from .verifiers import BACKENDS
+        options = parse_options(args.options)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
     if args.verifier not in BACKENDS:
         raise UsageError(

@@ -15,6 +15,8 @@ It maps its solver's answers to our vocabulary exactly once, imports its solver 
 from __future__ import annotations
 
 import importlib
+import inspect
+import json
 
 from ..errors import ConfigError
 from .base import Problem, Result
@@ -26,9 +28,12 @@ __all__ = [
     "Problem",
     "Result",
     "backend_class",
+    "check_options",
     "conda_env",
     "get",
+    "option_names",
     "options_by_backend",
+    "parse_options",
 ]
 
 
@@ -49,22 +54,57 @@ def conda_env(name: str) -> str:
     return backend_class(name).conda_env
 
 
+def option_names(verifier: str) -> tuple[str, ...]:
+    """Keyword options a backend's constructor accepts (from its signature)."""
+    params = inspect.signature(backend_class(verifier).__init__).parameters
+    return tuple(
+        name
+        for name, p in params.items()
+        if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
+
+
+def check_options(verifier: str, options: dict, where: str) -> None:
+    """A ConfigError naming ``where`` and the bad key or value unless ``verifier`` is a
+    backend that accepts ``options`` (names from its constructor, values by building it)."""
+    backend_class(verifier)
+    accepted = option_names(verifier)
+    for key in options or {}:
+        if key not in accepted:
+            raise ConfigError(
+                f"{where}: unknown option {key!r}: {verifier} accepts {', '.join(accepted)}"
+            )
+    try:
+        backend_class(verifier)(**(options or {}))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def parse_options(text: str, what: str = "--options") -> dict:
+    """Backend options given as a JSON object on a command line; a ConfigError naming
+    ``what`` and the text when it is not JSON or not an object."""
+    try:
+        options = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what} {text!r} is not JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise ConfigError(f"{what} {text!r} is not a JSON object")
+    return options
+
+
 def options_by_backend(items) -> dict:
     """``backend={json object}`` strings (benchmark command lines) as
     ``{backend: options}``. A bad one raises ConfigError naming it."""
-    import json
-
     out = {}
     for item in items or ():
         name, _, text = item.partition("=")
-        try:
-            options = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"bad --options {item!r}: {exc}") from None
-        if name not in BACKENDS or not isinstance(options, dict):
+        if name not in BACKENDS:
             raise ConfigError(
                 f"bad --options {item!r}: expected backend={{json object}}, backend one of "
                 f"{', '.join(BACKENDS)}"
             )
-        out[name] = options
+        try:
+            out[name] = parse_options(text, "the JSON")
+        except ConfigError as exc:
+            raise ConfigError(f"bad --options {item!r}: {exc}") from None
     return out
