@@ -26,7 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-FAMILIES = ["brightness", "contrast", "brightness_contrast", "window", "bias_field"]
+from medverify import perturbations
+from medverify.verifiers import applies
+
+#: the structured clinical families (every family but linf)
+FAMILIES = [name for name, fam in perturbations.FAMILIES.items() if fam.structured]
 
 
 def _problem(spec: dict):
@@ -118,7 +122,7 @@ def prefix(args) -> None:
         for slot in range(args.instances):
             for family in args.families:
                 for verifier in args.verifiers:
-                    if verifier == "exact" and family not in ("brightness", "contrast"):
+                    if not applies(verifier, family):
                         continue
                     for prune in {"both": (False, True), "yes": (True,), "no": (False,)}[
                         args.prune
@@ -180,7 +184,7 @@ def matrix(args) -> None:
                     )
                     problem, ort = _problem(spec)
                     for verifier in args.verifiers:
-                        if verifier == "exact" and problem.family.parameters != 1:
+                        if not applies(verifier, family):
                             continue
                         t0 = time.perf_counter()
                         out = run_verifier(problem, verifier, args.timeout, ort)

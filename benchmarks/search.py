@@ -59,7 +59,7 @@ def run(args, family, verifier, method, index, images, labels):
         verifier=verifier,
         timeout_s=args.timeout,
     )
-    grid = search.Grid(max_eps=args.max_eps.get(family, search.DEFAULT_MAX_EPS))
+    grid = search.Grid(max_eps=search.default_max_eps(family))
     rec = search.search_image(
         args.onnx,
         images[index],
@@ -137,7 +137,7 @@ def dist(args) -> int:
                 verifier=verifier,
                 timeout_s=args.timeout,
             )
-            grid = search.Grid(max_eps=args.max_eps.get(args.family, search.DEFAULT_MAX_EPS))
+            grid = search.Grid(max_eps=search.default_max_eps(args.family))
             rec = search.search_image(
                 args.onnx, sp.images[i], q, grid=grid, method=args.method, split=split
             )
@@ -269,7 +269,6 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"search benchmark: {exc}", file=sys.stderr)
         return 2
-    args.max_eps = {"linf": 0.4, "brightness": 1.0}
     if args.part == "dist":
         return dist(args)
     if args.part == "tables":

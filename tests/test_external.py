@@ -250,6 +250,14 @@ def test_training_defaults_are_trainconfigs():
     schema, cfg = _schema(), TrainConfig()
     props = schema["properties"]
     assert props["epochs"]["default"] == cfg.epochs
+    aug = schema["$defs"]["dataset"]["properties"]
+    for key in ("brightness", "contrast", "noise_sigma"):
+        assert aug[key]["default"] == getattr(cfg, key), key
+    from medverify.models import ARCHITECTURE_PATTERN
+
+    pattern = f"^({ARCHITECTURE_PATTERN})$"
+    assert props["models"]["items"]["pattern"] == pattern
+    assert props["adversarial"]["properties"]["models"]["items"]["pattern"] == pattern
     adv = props["adversarial"]["properties"]
     assert (adv["eps_k"]["default"], adv["steps"]["default"], adv["step_k"]["default"]) == (
         8,

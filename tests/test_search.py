@@ -453,3 +453,18 @@ def test_exact_and_milp_inside_bisection_on_real_pneumoniamnist(trained_mlp, pne
             finished += 1
             assert _contains(bis, mm.extra["min_eps"]), (i, bis, mm.extra)
     assert json.dumps(finished)  # how many finished is reported by the benchmark, not asserted
+
+
+def test_the_schema_search_defaults_are_the_package_s():
+    """The workflow schema's search defaults (range per family, resolution, probe timeout)
+    are the ones ``medverify search`` uses: one value each, stated in both places."""
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    props = schema["properties"]["search"]["properties"]
+    assert props["max_eps"]["default"] == search.FAMILY_MAX_EPS
+    assert props["default_max_eps"]["default"] == search.DEFAULT_MAX_EPS
+    assert props["resolution"]["default"] == pytest.approx(search.DEFAULT_RESOLUTION, rel=1e-12)
+    assert props["timeout_s"]["default"] == search.DEFAULT_TIMEOUT_S
+    assert props["enabled"]["default"] is True
+

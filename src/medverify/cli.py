@@ -293,7 +293,7 @@ def _vnncomp(args) -> int:
 
 
 def _add_search(sub):
-    from .search import DEFAULT_MAX_EPS, DEFAULT_RESOLUTION, DEFAULT_TIMEOUT_S
+    from .search import DEFAULT_RESOLUTION, DEFAULT_TIMEOUT_S
 
     p = sub.add_parser("search", help="critical magnitude of one image (bracket on a grid)")
     p.add_argument("--onnx", required=True, help="classifier ONNX file")
@@ -313,7 +313,12 @@ def _add_search(sub):
     p.add_argument(
         "--resolution", type=float, default=DEFAULT_RESOLUTION, help="grid step, [0,1] pixel units"
     )
-    p.add_argument("--max-eps", type=float, default=DEFAULT_MAX_EPS, help="top of the range")
+    p.add_argument(
+        "--max-eps",
+        type=float,
+        default=None,
+        help="top of the range (default per family: linf 0.4, brightness 1, contrast 0.25)",
+    )
     p.add_argument("--options", default="{}", help="backend options as JSON")
     p.add_argument("--cache-dir", help="probe cache (default: <out>.probes)")
     p.add_argument("--out", required=True, help="search record JSON to write")
@@ -324,7 +329,8 @@ def _search(args) -> int:
     from .results import Question
     from .verifiers import check_options, parse_options
 
-    grid = search.Grid(max_eps=args.max_eps, resolution=args.resolution)
+    max_eps = search.default_max_eps(args.family) if args.max_eps is None else args.max_eps
+    grid = search.Grid(max_eps=max_eps, resolution=args.resolution)
     options = parse_options(args.options)
     check_options(args.verifier, options, f"--verifier {args.verifier} --options")
     method = args.method or ("exact" if args.verifier == "exact" else "bisection")

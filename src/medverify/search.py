@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import attack, bounds, data, onnx_io, perturbations, results
+from . import attack, bounds, data, onnx_io, results
 from .attack import corner_search
 from .errors import ConfigError
 from .results import SEARCH_METHODS, Question, Record, SearchRecord
@@ -52,10 +52,18 @@ log = logging.getLogger(__name__)
 
 #: the JAIR grid: 0.5 / 255 in [0, 1] pixel units
 DEFAULT_RESOLUTION = 0.5 / 255
-#: top of the searched range per family (a family not listed takes DEFAULT_MAX_EPS)
+#: top of the searched range of a family not in FAMILY_MAX_EPS
 DEFAULT_MAX_EPS = 0.4
+#: top of the searched range per family (the workflow schema's search.max_eps default;
+#: tests/test_search.py ties the two)
+FAMILY_MAX_EPS = {"linf": 0.4, "brightness": 1.0, "contrast": 0.25}
 #: per-probe timeout (seconds)
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 5.0
+
+
+def default_max_eps(family: str) -> float:
+    """The top of a family's searched range when none is given."""
+    return FAMILY_MAX_EPS.get(family, DEFAULT_MAX_EPS)
 #: names of the seed probes (not backends): the records of the bracket's cheap ends
 SEED_BOUND = "bounds.crown"
 #: bound methods of the lower-end seed, tried in order (each continues above the last);
@@ -97,13 +105,11 @@ class Grid:
 
 def method_applies(method: str, verifier: str, family: str) -> bool:
     """Which (method, verifier, family) combinations make sense (the workflow's cells)."""
-    if family not in perturbations.FAMILIES:
-        raise ConfigError(
-            f"unknown family {family!r}: choose one of {', '.join(perturbations.FAMILIES)}"
-        )
-    one_parameter = perturbations.FAMILIES[family].parameters == 1
+    from .verifiers import applies
+
+    one_parameter = applies("exact", family)  # raises on an unknown family
     if method == "bisection":
-        return verifier != "exact" or one_parameter
+        return applies(verifier, family)
     if method == "exact":
         return verifier == "exact" and one_parameter
     if method == "milp-min":

@@ -5,7 +5,7 @@ from medverify.perturbations import FAMILIES as PERTURBATION_FAMILIES
 from medverify.pipeline import ADVERSARIAL_SUFFIX, job_threads, split_model_name
 from medverify.resources import verify_job
 from medverify.strategies import STRATEGIES
-from medverify.verifiers import BACKENDS, conda_env
+from medverify.verifiers import BACKENDS, applies, conda_env
 
 # conda env of the rules outside verify/search (a backend names its own: Verifier.conda_env).
 BASE_ENV = "../../envs/base.yaml"
@@ -65,9 +65,6 @@ SLOTS = list(range(config["instances"]))
 STRATEGY_LIST = list(config["strategies"])
 
 
-def applies(verifier, family):
-    """exact handles one-parameter families only."""
-    return verifier != "exact" or PERTURBATION_FAMILIES[family].parameters == 1
 
 
 for _v in VERIFIERS:

@@ -27,6 +27,7 @@ __all__ = [
     "BACKENDS",
     "Problem",
     "Result",
+    "applies",
     "backend_class",
     "check_options",
     "conda_env",
@@ -42,6 +43,17 @@ def backend_class(name: str):
     if name not in BACKENDS:
         raise ConfigError(f"unknown verifier {name!r}: choose one of {', '.join(BACKENDS)}")
     return importlib.import_module(f"{__name__}.{name}").Verifier
+
+
+def applies(verifier: str, family: str) -> bool:
+    """Can ``verifier`` answer questions of ``family``? ``exact`` handles one-parameter
+    families only; every other backend any family. The one rule of the workflow's
+    matrix, the search stage and the benchmarks."""
+    from ..perturbations import FAMILIES
+
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown family {family!r}: choose one of {', '.join(FAMILIES)}")
+    return verifier != "exact" or FAMILIES[family].parameters == 1
 
 
 def get(name: str, **options):
