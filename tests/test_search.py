@@ -467,4 +467,3 @@ def test_the_schema_search_defaults_are_the_package_s():
     assert props["resolution"]["default"] == pytest.approx(search.DEFAULT_RESOLUTION, rel=1e-12)
     assert props["timeout_s"]["default"] == search.DEFAULT_TIMEOUT_S
     assert props["enabled"]["default"] is True
-

@@ -64,6 +64,8 @@ DEFAULT_TIMEOUT_S = 5.0
 def default_max_eps(family: str) -> float:
     """The top of a family's searched range when none is given."""
     return FAMILY_MAX_EPS.get(family, DEFAULT_MAX_EPS)
+
+
 #: names of the seed probes (not backends): the records of the bracket's cheap ends
 SEED_BOUND = "bounds.crown"
 #: bound methods of the lower-end seed, tried in order (each continues above the last);
