@@ -426,8 +426,14 @@ def prefix(family: Family) -> Prefix:
     """The pruned clip prefix of a structured family (see Prefix)."""
     w, b = family.affine()
     lo, hi = family.box()
-    zl = np.maximum(w, 0) @ lo + np.minimum(w, 0) @ hi + b
-    zu = np.maximum(w, 0) @ hi + np.minimum(w, 0) @ lo + b
+    from .bounds import interval_layers
+
+    # the clip units' pre-activation bounds over the box (interval arithmetic is exact for
+    # one affine layer up to round-off). Not widened by bounds.pad: a pixel exactly at 0
+    # or 1 over the whole box (a point box, a pixel at the contrast mean) stays a constant
+    # instead of becoming a ReLU; a unit misjudged by round-off is off by ~1e-16, far
+    # below PROVE_TOL and CEX_MARGIN
+    zl, zu = interval_layers([(w, b)], lo, hi)[0]
     live = ~((zu <= 0) | (zl >= 1))
     cross0 = live & (zl < 0)
     cross1 = live & (zu > 1)
