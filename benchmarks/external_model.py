@@ -10,6 +10,7 @@ computes the same function on channels-last input."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -57,4 +58,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from medverify.errors import script_main
+
+    sys.exit(script_main("external_model.py", main))

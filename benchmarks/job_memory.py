@@ -11,6 +11,7 @@ Prints one tab-separated row per (verifier, family, slot). Feeds medverify.resou
 from __future__ import annotations
 
 import argparse
+import sys
 
 from medverify import data
 from medverify.perturbations import FAMILIES
@@ -62,4 +63,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from medverify.errors import script_main
+
+    sys.exit(script_main("job_memory.py", main))

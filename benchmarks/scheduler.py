@@ -107,4 +107,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from medverify.errors import script_main
+
+    sys.exit(script_main("scheduler.py", main))

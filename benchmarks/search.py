@@ -338,4 +338,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from medverify.errors import script_main
+
+    sys.exit(script_main("search.py", main))

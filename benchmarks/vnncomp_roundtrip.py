@@ -8,7 +8,8 @@
         itself (read_onnx + loadProperty: no medverify in between), against the workflow's
         marabou records
 
-Prints one line per instance and a summary; exits 1 when a verdict differs.
+Prints one line per instance and a summary; exits 1 when a verdict differs, 2 on bad
+input or when nothing could be compared (no workflow record matches).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from medverify import results, vnncomp
+from medverify.errors import MedverifyError
 
 
 def workflow_record(records: Path, e: dict, verifier: str):
@@ -28,12 +30,24 @@ def workflow_record(records: Path, e: dict, verifier: str):
     return results.read(path) if path.exists() else None
 
 
+def _manifest(folder) -> dict:
+    manifest = vnncomp.read_manifest(folder)
+    if manifest is None:
+        raise MedverifyError(f"{folder}: no {vnncomp.MANIFEST} (not a medverify export)")
+    return manifest
+
+
 def compare(args) -> int:
-    manifest = vnncomp.read_manifest(args.benchmark)
+    manifest = _manifest(args.benchmark)
     by_pair = {(e["onnx"], e["vnnlib"]): e for e in manifest["instances"]}
     same = differ = missing = 0
     for row in vnncomp.read_results(args.results):
-        e = by_pair[(row["onnx"], row["vnnlib"])]
+        e = by_pair.get((row["onnx"], row["vnnlib"]))
+        if e is None:
+            raise MedverifyError(
+                f"{args.results}: instance {row['onnx']} {row['vnnlib']} is not in "
+                f"{args.benchmark}'s {vnncomp.MANIFEST}"
+            )
         rec = workflow_record(Path(args.records), e, args.verifier)
         ours = vnncomp.STATUS_OF_RESULT[row["result"]]
         theirs = rec.status if rec else None
@@ -45,6 +59,9 @@ def compare(args) -> int:
             f"{tag:7s} {e['family']:10s} k={e['magnitude_k']:<5g} slot {e['slot']}: run {ours}, workflow {theirs}"
         )
     print(f"{same} same, {differ} differ, {missing} without a workflow record")
+    if same + differ == 0:  # nothing compared: no answer (e.g. a wrong --records)
+        print(f"compare: no workflow record under {args.records} matches", file=sys.stderr)
+        return 2
     return 1 if differ else 0
 
 
@@ -67,7 +84,7 @@ def marabou_direct(args) -> int:
     from medverify.verifiers.marabou import EXIT_CODES
 
     folder = Path(args.benchmark)
-    manifest = vnncomp.read_manifest(folder)
+    manifest = _manifest(folder)
     same = differ = 0
     for e in manifest["instances"]:
         if not perturbations.FAMILIES[e["family"]].structured:
@@ -107,8 +124,14 @@ def main(argv=None) -> int:
     m.add_argument("--records", default="results")
     m.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args(argv)
-    return compare(args) if args.cmd == "compare" else marabou_direct(args)
+    try:
+        return compare(args) if args.cmd == "compare" else marabou_direct(args)
+    except MedverifyError as exc:  # bad input: one line
+        print(f"vnncomp_roundtrip: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from medverify.errors import script_main
+
+    sys.exit(script_main("vnncomp_roundtrip.py", main))

@@ -2,6 +2,7 @@
 file, a non-zero exit code, and (for `verify`) an error record all the same."""
 
 import copy
+import os
 import re
 import subprocess
 import sys
@@ -195,3 +196,27 @@ def test_benchmark_options_name_the_bad_item():
     for bad in ("crown={threads: 2}", "crwn={}", "crown=[1]"):
         with pytest.raises(ConfigError, match=re.escape(f"bad --options {bad!r}")):
             options_by_backend([bad])
+
+
+@pytest.mark.parametrize(
+    "argv,word",
+    [
+        (["verify_matrix.py", "--models-dir", "{tmp}", "--data-dir", "{tmp}/none"], "none"),
+        (["vnncomp_roundtrip.py", "compare", "{tmp}", "{tmp}/results.csv"], "manifest"),
+    ],
+)
+def test_benchmark_scripts_answer_bad_input_in_one_line(argv, word, tmp_path):
+    """A benchmark given a missing data directory or a folder that is no export: one line
+    naming it on stderr and exit 2, no traceback (``errors.script_main``)."""
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / argv[0]), *argv[1:]],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and word in lines[0] and "Traceback" not in proc.stderr

@@ -60,3 +60,18 @@ def is_input_error(type_name: str) -> bool:
             yield from subclasses(sub)
 
     return type_name in {c.__name__ for c in (MedverifyError, *subclasses(MedverifyError))}
+
+
+def script_main(prog: str, main, argv=None) -> int:
+    """Run a script's ``main(argv)`` (the benchmarks): a MedverifyError becomes one line on
+    stderr naming the bad value, and EXIT_BAD_INPUT, instead of a traceback."""
+    import sys
+
+    try:
+        return main(argv)
+    except MedverifyError as exc:
+        print(
+            f"{prog}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
