@@ -832,6 +832,11 @@ class Batched:
         coef0, term0 = cache["coef"][rows], cache["term"][rows]
         l_root, u_root = cache["l0"], cache["u0"]
         w0, b0 = self.layers[0]
+        w32 = self._w0_32()
+        if w32 is not None:
+            if "X32" not in cache:
+                cache["X32"], cache["Xabs"] = cache["X"].to(torch.float32), cache["X"].abs()
+            X32, Xabs = cache["X32"][rows], cache["Xabs"][rows]
         out = []
         for s in range(0, lo.shape[0], self.LAYER1_CHUNK):
             l0, u0 = (t[s : s + self.LAYER1_CHUNK] for t in h0)
@@ -861,9 +866,31 @@ class Batched:
             w_j = w0[cols]  # (b, D, n0)
             mid, rad = ((x_hi + x_lo) / 2)[:, :, None], ((x_hi - x_lo) / 2)[:, :, None]
             centre = (X @ mid)[..., 0] + (d_coef @ (w_j @ mid))[..., 0]
-            spread = torch.baddbmm(X.expand(len(l0), -1, -1), d_coef, w_j).abs_()
-            out.append(const + d_term.sum(-1) + centre - (spread @ rad)[..., 0])
+            if w32 is None:
+                spread = torch.baddbmm(X.expand(len(l0), -1, -1), d_coef, w_j).abs_()
+                radius = (spread @ rad)[..., 0]
+            else:
+                radius = self._layer1_radius32(X32, Xabs, d_coef, w_j, w32[cols], rad)
+            out.append(const + d_term.sum(-1) + centre - radius)
         return torch.cat(out)
+
+    def _layer1_radius32(self, X32, Xabs, d_coef, w_j, w32_j, rad):
+        """``_layer1_lower``'s radius term ``|X + d_coef @ w_j| @ rad`` (X the root's
+        coefficients on x, (R, n0), given in float32 and as |X| in float64; d_coef
+        (b, R, D); w_j (b, D, n0), w32_j in float32; rad (b, n0, 1)),
+        its product and the sum over x in float32, made an upper bound of the exact
+        value as in ``x_lower32``: rounding X, d_coef and w_j to float32 and the (D + 1)-term
+        sums err entrywise by at most ``2 (D + 5) u (|X| + |d_coef| @ |w_j|)``, and the
+        n0-term sum of ``|P| rad32`` by at most ``2 (n0 + 4) u`` of itself; the two
+        corrections are cheap (no D x n0 product per row)."""
+        torch = self.torch
+        b, _, D = d_coef.shape
+        n0 = w_j.shape[-1]
+        P = torch.baddbmm(X32.expand(b, -1, -1), d_coef.to(torch.float32), w32_j)
+        s = (P.abs_() @ up32(rad)).to(torch.float64)[..., 0]
+        slack = (Xabs @ rad)[..., 0] + (d_coef.abs() @ (w_j.abs() @ rad))[..., 0]
+        radius = s * (1 + 2 * (n0 + 4) * U32) + 2 * (D + 5) * U32 * slack + TINY32
+        return torch.where(torch.isfinite(radius), radius, torch.inf)
 
     def _layer1_root(self, alphas_1):
         """What ``_layer1_lower`` keeps of the root's pass for the neurons of layer 1 that
