@@ -318,6 +318,16 @@ def test_dry_run_twin_and_external_join_the_matrix(external, medmnist_dir, tmp_p
     assert "chest_external/mlp/" not in out
     per_model = 2 * cfg["instances"]  # brightness k=4 with exact and milp
     assert counts["verify"] == 3 * per_model
+    # the VNN-COMP export takes the same (dataset, model) pairs, not datasets x models
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(config), "-n", "--cores", "1", "vnncomp_export"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stderr + proc.stdout)[-3000:]
+    assert "results/chest_external/published/instances.json" in proc.stdout
+    assert "results/pneumoniamnist/published" not in proc.stdout
+    assert "chest_external/mlp/" not in proc.stdout
 
 
 @pytest.mark.slow

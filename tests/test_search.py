@@ -467,3 +467,28 @@ def test_the_schema_search_defaults_are_the_package_s():
     assert props["resolution"]["default"] == pytest.approx(search.DEFAULT_RESOLUTION, rel=1e-12)
     assert props["timeout_s"]["default"] == search.DEFAULT_TIMEOUT_S
     assert props["enabled"]["default"] is True
+
+
+def test_probes_are_cached_per_backend_options(tmp_path):
+    """A cached probe is reused only under the same backend options: a search under other
+    options probes again (new cache files), the same options again reuse every probe."""
+    net, image, label = closed_form("linf")
+    onnx, cache = _onnx(net, tmp_path), tmp_path / "cache"
+    q = _question(label, "linf", "crown")
+
+    def run(options):
+        return search.search_image(
+            onnx, image, q, grid=GRID, seeds=False, options=options, cache_dir=cache
+        )
+
+    first = run({"fsb_k": 4})
+    files = set(cache.iterdir())
+    assert len(files) == len(first.probes) > 0
+    run({"fsb_k": 4})
+    assert set(cache.iterdir()) == files  # same options: every probe from the cache
+    second = run({"fsb_k": 8})
+    assert len(set(cache.iterdir()) - files) == len(second.probes)
+    assert (second.eps_robust, second.eps_counterexample) == (
+        first.eps_robust,
+        first.eps_counterexample,
+    )

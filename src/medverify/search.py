@@ -31,6 +31,7 @@ Methods (``results.SEARCH_METHODS``):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -131,6 +132,7 @@ class _Searcher:
         cache_dir,
         seeds=True,
         bound_methods=BOUND_METHODS,
+        mem_limit_mb=None,
     ):
         self.classifier = classifier
         self.ort = ort
@@ -142,6 +144,7 @@ class _Searcher:
         self.probes: list[Record] = []
         self.seeds = bool(seeds)  # False: every probe a backend call (tests, comparisons)
         self.bound_methods = tuple(bound_methods)
+        self.mem_limit_mb = mem_limit_mb  # each probe's address-space cap (a job's mem_mb)
 
     def problem(self, i: int):
         q = self.question
@@ -180,7 +183,15 @@ class _Searcher:
 
     # --- complete probes (cached) -------------------------------------------------------
     def cache_path(self, i: int) -> Path | None:
-        return self.cache / f"probe_{i:05d}.json" if self.cache else None
+        """The probe's cache file; backend options are part of its name (a probe run
+        under other options is another question: it is not reused)."""
+        if not self.cache:
+            return None
+        tag = ""
+        if self.options:
+            text = json.dumps(self.options, sort_keys=True, default=str)
+            tag = "." + hashlib.sha256(text.encode()).hexdigest()[:12]
+        return self.cache / f"probe_{i:05d}{tag}.json"
 
     def complete(self, i: int) -> Record:
         path = self.cache_path(i)
@@ -196,7 +207,14 @@ class _Searcher:
         _warm(q.verifier)
         start = time.perf_counter()
         try:
-            fields = run_verifier(self.problem(i), q.verifier, q.timeout_s, self.ort, self.options)
+            fields = run_verifier(
+                self.problem(i),
+                q.verifier,
+                q.timeout_s,
+                self.ort,
+                self.options,
+                mem_limit_mb=self.mem_limit_mb,
+            )
         except Exception as exc:  # noqa: BLE001 - a failed probe is an error record
             fields = error_verdict(exc)
         rec = Record.build(q, wall_time_s=round(time.perf_counter() - start, 4), **fields)
@@ -445,6 +463,7 @@ def milp_min_route(s: _Searcher) -> dict:
         s.options,
         timeout_s=q.timeout_s,
         grace_s=GRACE_S,
+        mem_limit_mb=s.mem_limit_mb,
     )
     seconds = time.perf_counter() - start
     if out.kind != "ok":
@@ -515,12 +534,14 @@ def search_image(
     split: str = "test",
     seeds: bool = True,
     bound_methods: tuple[str, ...] = BOUND_METHODS,
+    mem_limit_mb: int | None = None,
 ) -> SearchRecord:
     """The critical magnitude of one image (never raises on a verifier failure: that is a
     censored record with the message). ``question.timeout_s`` is the per-probe timeout;
     its ``magnitude_k`` is set to the top of the range. ``seeds=False`` skips the cheap
     CROWN / corner-search ends, so every probe is a backend call; ``bound_methods`` names
-    the ``medverify.bounds`` methods of the lower-end seed, in order."""
+    the ``medverify.bounds`` methods of the lower-end seed, in order; ``mem_limit_mb``
+    caps every probe's address space (a workflow job's mem_mb)."""
     grid = grid or Grid()
     if method not in ROUTES:
         raise ConfigError(f"unknown search method {method!r}: one of {', '.join(ROUTES)}")
@@ -531,7 +552,18 @@ def search_image(
     )
     classifier = onnx_io.load_affine(onnx_path)
     ort = onnx_io.OrtClassifier(onnx_path)
-    s = _Searcher(classifier, ort, image, question, grid, options, cache_dir, seeds, bound_methods)
+    s = _Searcher(
+        classifier,
+        ort,
+        image,
+        question,
+        grid,
+        options,
+        cache_dir,
+        seeds,
+        bound_methods,
+        mem_limit_mb,
+    )
     fields = {"message": ""}
     fields.update(ROUTES[method](s))
     fields["probes"] = [r.to_dict() for r in fields.get("probes", s.probes)]
@@ -578,6 +610,7 @@ def search_slot(
     md5: str | None = None,
     options: dict | None = None,
     cache_dir=None,
+    mem_limit_mb: int | None = None,
 ) -> SearchRecord:
     """The workflow job: the ``question.slot``-th selected instance of ``split`` (from
     ``instances_path``), searched and written to ``out_path``."""
@@ -597,6 +630,7 @@ def search_slot(
         options=options,
         cache_dir=cache_dir,
         split=split,
+        mem_limit_mb=mem_limit_mb,
     )
     results.write(rec, out_path)
     return rec

@@ -47,6 +47,7 @@ rule search:
         resolution=SEARCH["resolution"],
         max_eps=search_max_eps,
         options=verifier_options,
+        mem_limit_mb=verify_mem_mb,  # each probe's cap (a new cap reruns the job)
         cache=lambda w: (
             f"results/{w.dataset}/{w.model}/search/{w.family}/{w.verifier}/{w.method}/"
             f"{w.split}/{w.slot}.probes"

@@ -12,6 +12,8 @@ rule verify:
         channels=lookup(dpath="dataset_settings/{dataset}/channels", within=config),
         timeout_s=config["timeout_s"],
         options=verifier_options,
+        # the job caps its solver at its mem_mb: a new cap reruns it (resources do not)
+        mem_limit_mb=verify_mem_mb,
     log:
         "logs/{dataset}/{model}/verify/{family}/{k}/{verifier}/{strategy}/{slot}.log",
     benchmark:

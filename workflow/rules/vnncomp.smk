@@ -5,12 +5,14 @@ rule vnncomp_export:
     generate_properties.py; fails unless it passes the competition's format checks.
     Not part of `all`: ask for it by name (`snakemake vnncomp_export`)."""
     input:
-        onnx=expand(rules.train.output.onnx, dataset=DATASETS, model=MODELS),
-        instances=expand(rules.select.output.instances, dataset=DATASETS, model=MODELS),
+        onnx=[rules.train.output.onnx.format(dataset=ds, model=m) for ds, m in model_pairs()],
+        instances=[
+            rules.select.output.instances.format(dataset=ds, model=m) for ds, m in model_pairs()
+        ],
     output:
         benchmark=directory("results/vnncomp/benchmark"),
     params:
-        models=[(ds, m) for ds in DATASETS for m in MODELS],
+        models=model_pairs(),
         channels=dataset_channels(),
         data_dir=config["data_dir"],
         families=config["families"],

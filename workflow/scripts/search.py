@@ -23,5 +23,6 @@ with rule_log(snakemake.log[0], "search"):
         channels=snakemake.params.channels,
         options=job_options(snakemake.params.options, snakemake.threads),
         cache_dir=snakemake.params.cache,
+        mem_limit_mb=snakemake.resources.mem_mb,
     )
     logging.info("%s", search.bracket_line(record))
