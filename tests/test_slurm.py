@@ -179,12 +179,13 @@ def test_workflow_on_single_node_slurm(tmp_path):
             rec = results.read(path)
             assert rec.status in results.DECIDED, rec.message
         # job grouping (profiles/slurm: groups, group-components): the six verify jobs
-        # travel in one Slurm job, not six
+        # travel in one Slurm job, not six, and the two search jobs in one more
         log = proc.stdout + proc.stderr
         submitted = [line for line in log.splitlines() if "submitted with SLURM jobid" in line]
-        grouped = [line for line in submitted if "group" in line.lower()]
-        assert len(grouped) == 1, "\n".join(submitted)
-        assert not [line for line in submitted if "rule_verify" in line], "\n".join(submitted)
+        for name in ("verify", "search"):
+            grouped = [line for line in submitted if f"group_{name}" in line]
+            assert len(grouped) == 1, "\n".join(submitted)
+            assert not [line for line in submitted if f"rule_{name}/" in line], "\n".join(submitted)
         assert (work / "results" / "tables" / "outcomes.csv").exists()
     finally:
         if previous is None:
