@@ -7,7 +7,6 @@ fields, its path, and an ``instance`` key that pairs records of the same image.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ import pandas as pd
 from . import results
 from .errors import ContradictionError, MedverifyError
 from .results import DECIDED, STATUSES
+from .verifiers import verifier_pairs
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +119,6 @@ def outcomes(df: pd.DataFrame) -> pd.DataFrame:
     cols = [*CELL, "n", *STATUSES, "decided_rate"]
     cols += [c for c in out.columns if c.endswith("_s")]
     return out[cols].sort_values(CELL).reset_index(drop=True)
-
-
-def verifier_pairs(verifiers: Iterable[str]) -> list[tuple[str, str]]:
-    return list(itertools.combinations(list(dict.fromkeys(verifiers)), 2))
 
 
 def paired(df: pd.DataFrame, a: str, b: str) -> pd.DataFrame:

@@ -6,6 +6,7 @@ from medverify.pipeline import ADVERSARIAL_SUFFIX, job_threads, split_model_name
 from medverify.resources import verify_job
 from medverify.strategies import STRATEGIES
 from medverify.verifiers import BACKENDS, applies, conda_env
+from medverify.verifiers import verifier_pairs as _verifier_pairs
 
 # conda env of the rules outside verify/search (a backend names its own: Verifier.conda_env).
 BASE_ENV = "../../envs/base.yaml"
@@ -140,7 +141,7 @@ def verify_mem_mb(wildcards):
 
 
 def verifier_pairs():
-    return [(a, b) for i, a in enumerate(VERIFIERS) for b in VERIFIERS[i + 1 :]]
+    return _verifier_pairs(VERIFIERS)
 
 
 def dataset_channels():

@@ -35,6 +35,7 @@ __all__ = [
     "option_names",
     "options_by_backend",
     "parse_options",
+    "verifier_pairs",
 ]
 
 
@@ -54,6 +55,14 @@ def applies(verifier: str, family: str) -> bool:
     if family not in FAMILIES:
         raise ConfigError(f"unknown family {family!r}: choose one of {', '.join(FAMILIES)}")
     return verifier != "exact" or FAMILIES[family].parameters == 1
+
+
+def verifier_pairs(verifiers) -> list[tuple[str, str]]:
+    """Every unordered pair of distinct verifiers, in the order given (the agreement
+    tables and confusion figures, one per pair, in this order)."""
+    import itertools
+
+    return list(itertools.combinations(list(dict.fromkeys(verifiers)), 2))
 
 
 def get(name: str, **options):
