@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bounds import interval_layers
 from .errors import ConfigError
 
 CONTRAST_SCALE = 4.0
@@ -426,8 +427,6 @@ def prefix(family: Family) -> Prefix:
     """The pruned clip prefix of a structured family (see Prefix)."""
     w, b = family.affine()
     lo, hi = family.box()
-    from .bounds import interval_layers
-
     # the clip units' pre-activation bounds over the box (interval arithmetic is exact for
     # one affine layer up to round-off). Not widened by bounds.pad: a pixel exactly at 0
     # or 1 over the whole box (a point box, a pixel at the contrast mean) stays a constant

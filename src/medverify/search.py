@@ -110,11 +110,11 @@ def method_applies(method: str, verifier: str, family: str) -> bool:
     """Which (method, verifier, family) combinations make sense (the workflow's cells)."""
     from .verifiers import applies
 
-    one_parameter = applies("exact", family)  # raises on an unknown family
+    answerable = applies(verifier, family)  # raises on an unknown family
     if method == "bisection":
-        return applies(verifier, family)
+        return answerable
     if method == "exact":
-        return verifier == "exact" and one_parameter
+        return verifier == "exact" and answerable
     if method == "milp-min":
         return verifier == "milp" and family == "linf"
     raise ConfigError(f"unknown search method {method!r}: one of {', '.join(SEARCH_METHODS)}")
@@ -250,7 +250,10 @@ def bisection(s: _Searcher) -> dict:
     if float(np.min(p0.margins(p0.lower))) <= 0:
         # the unperturbed image itself, replayed like every counterexample
         fields = finalize(p0, Result("counterexample", params=p0.lower), s.ort, SEED_ATTACK, 0.0)
-        fields["message"] = f"the unperturbed image is misclassified ({fields.get('message')})"
+        note = fields.get("message")
+        fields["message"] = "the unperturbed image is misclassified" + (
+            f" ({note})" if note else ""
+        )
         rec = Record.build(s.probe_question(0, SEED_ATTACK), **fields)
         if rec.status == "counterexample":
             return dict(eps_robust=None, eps_counterexample=0.0, probes=[rec], censored=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
 import json
 
 from ..errors import ConfigError
@@ -60,8 +61,6 @@ def applies(verifier: str, family: str) -> bool:
 def verifier_pairs(verifiers) -> list[tuple[str, str]]:
     """Every unordered pair of distinct verifiers, in the order given (the agreement
     tables and confusion figures, one per pair, in this order)."""
-    import itertools
-
     return list(itertools.combinations(list(dict.fromkeys(verifiers)), 2))
 
 
@@ -88,15 +87,14 @@ def option_names(verifier: str) -> tuple[str, ...]:
 def check_options(verifier: str, options: dict, where: str) -> None:
     """A ConfigError naming ``where`` and the bad key or value unless ``verifier`` is a
     backend that accepts ``options`` (names from its constructor, values by building it)."""
-    backend_class(verifier)
-    accepted = option_names(verifier)
+    accepted = option_names(verifier)  # raises on an unknown verifier
     for key in options or {}:
         if key not in accepted:
             raise ConfigError(
                 f"{where}: unknown option {key!r}: {verifier} accepts {', '.join(accepted)}"
             )
     try:
-        backend_class(verifier)(**(options or {}))
+        get(verifier, **(options or {}))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
