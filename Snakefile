@@ -22,6 +22,7 @@ try:
 except medverify_config.ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 validate(config, "workflow/schemas/config.schema.yaml")
+medverify_config.normalize_data_dir(config)
 
 
 include: "workflow/rules/common.smk"

@@ -278,3 +278,21 @@ def test_run_with_a_bad_verifier_or_option_is_one_line_and_runs_nothing(
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and word in proc.stderr
     assert not out.exists()
+
+
+def test_export_takes_the_first_slots_of_the_listed_instances(tmp_path, classifier):
+    """instances.json lists every correctly classified image; the export takes slots
+    0..slots-1 (the workflow's `instances`), whatever else is listed."""
+    images = np.full((3, 2, 2), 51, dtype=np.uint8)  # 0.2 after /255
+    np.savez(tmp_path / "toy.npz", test_images=images, test_labels=np.zeros((3, 1), np.int64))
+    listed = [{"slot": s, "index": s, "label": 0, "logits": [1.0, 0.8]} for s in range(3)]
+    (tmp_path / "instances.json").write_text(json.dumps({"instances": listed}))
+    source = vnncomp.ModelSource("toy", "mlp", str(classifier), str(tmp_path / "instances.json"))
+    entries = vnncomp.export_benchmark(
+        tmp_path / "bench", [source], {"linf": [8]}, str(tmp_path), 20.0, slots=2
+    )
+    assert sorted(e["slot"] for e in entries) == [0, 1]
+    with pytest.raises(vnncomp.BenchmarkError, match="slots 0"):
+        vnncomp.export_benchmark(
+            tmp_path / "none", [source], {"linf": [8]}, str(tmp_path), 20.0, slots=0
+        )

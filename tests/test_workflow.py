@@ -147,8 +147,12 @@ def test_end_to_end_pneumoniamnist(tmp_path):
         if verifier == "exact":  # complete on one-parameter families
             assert rec.status in results.DECIDED, rec.message
         assert (rec.labels_checked is not None) == (strategy == "guided")
-    instances = json.loads((tmp_path / "results/pneumoniamnist/mlp/instances.json").read_text())
-    assert len(instances["instances"]) == 2
+    # instances.json lists every correctly classified test image; the jobs take slots 0, 1
+    listed = json.loads((tmp_path / "results/pneumoniamnist/mlp/instances.json").read_text())
+    listed = listed["instances"]
+    assert len(listed) > 400  # of PneumoniaMNIST's 624 test images
+    assert [i["slot"] for i in listed] == list(range(len(listed)))
+    assert all(a["index"] < b["index"] for a, b in zip(listed, listed[1:], strict=False))
 
     tables = tmp_path / "results" / "tables"
     outcomes = pd.read_csv(tables / "outcomes.csv")
@@ -190,6 +194,19 @@ def test_end_to_end_pneumoniamnist(tmp_path):
     proc = snakemake("-n", *common, "timeout_s=25", workdir=tmp_path)
     counts = job_counts(proc.stdout)
     assert counts["verify"] == 12 and "train" not in counts
+
+    # ... one more instance adds that slot's jobs and reruns no other job before them
+    proc = snakemake("-n", *common, "instances=3", workdir=tmp_path)
+    counts = job_counts(proc.stdout)
+    assert counts["verify"] == 6, proc.stdout[-3000:]
+    assert not {"train", "select", "search", "search_select"} & set(counts), counts
+    # ... and the data directory spelled another way (relative, trailing slash) is no change
+    relative = os.path.relpath(DATA_DIR, tmp_path) + "/"
+    proc = snakemake(
+        "-n", "--configfile", CI_CONFIG, "--config", f"data_dir={relative}", workdir=tmp_path
+    )
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Nothing to be done" in said, said[-3000:]
 
     # A partial rerun by target file: only that job runs
     target = "results/pneumoniamnist/mlp/verify/linf/4/milp/guided/1.json"

@@ -128,3 +128,13 @@ def check_file(config: Mapping, schema_path: str, source: str = "config") -> Non
     with open(schema_path) as fh:
         schema = yaml.safe_load(fh)
     check(config, schema, source)
+
+
+def normalize_data_dir(config: dict) -> None:
+    """Spell ``config["data_dir"]`` one way: relative to the working directory, without
+    ``..`` detours or a trailing slash. It is a param of every rule that reads the data,
+    so the same folder spelled two ways (absolute by ``make run``, relative by hand)
+    reran the whole workflow."""
+    import os
+
+    config["data_dir"] = os.path.relpath(os.path.abspath(config["data_dir"]))

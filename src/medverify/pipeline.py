@@ -205,7 +205,7 @@ def select_instances(
     dataset: str,
     data_dir: str,
     onnx_path: str,
-    n: int,
+    n: int | None,
     out_path: str,
     *,
     channels: int = 1,
@@ -213,7 +213,9 @@ def select_instances(
     split: str = "test",
 ) -> list[dict]:
     """The first ``n`` correctly classified images of ``split`` (default the test split)
-    in split order (onnxruntime)."""
+    in split order (onnxruntime); every one of them when ``n`` is None. The workflow
+    lists them all, so slot s is the same image whatever the configured number of
+    instances, and asking for more instances reruns no job of the ones before."""
     test = data.load(dataset, data_dir, channels=channels, md5=md5, splits=(split,))[split]
     ort = onnx_io.OrtClassifier(onnx_path)
     chosen = []
@@ -230,8 +232,9 @@ def select_instances(
             )
             if len(chosen) == n:
                 break
-    if len(chosen) < n:
+    if n is not None and len(chosen) < n:
         log.warning("only %d correctly classified %s images (asked for %d)", len(chosen), split, n)
+    log.info("%d correctly classified %s images of %d", len(chosen), split, len(test.labels))
     results.write_json(
         {
             "dataset": dataset,
@@ -249,7 +252,10 @@ def load_instance(instances_path: str, slot: int) -> dict:
     with open(instances_path) as fh:
         inst = json.load(fh)["instances"]
     if not 0 <= slot < len(inst):
-        raise DataError(f"slot {slot} out of range: {instances_path} holds {len(inst)} instances")
+        raise DataError(
+            f"slot {slot} out of range: {instances_path} holds {len(inst)} correctly "
+            "classified images"
+        )
     return inst[slot]
 
 

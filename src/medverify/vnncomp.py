@@ -199,20 +199,24 @@ def export_benchmark(
     data_dir: str,
     timeout_s: float,
     *,
+    slots: int | None = None,
     sample: int | None = None,
     seed: int = 0,
     compress: bool = False,
     command: str = "",
 ) -> list[dict]:
-    """The workflow's selected instances (``instances.json`` of each model) x families x
+    """The workflow's instances (slots 0..``slots``-1 of each model's ``instances.json``,
+    which lists every correctly classified test image; all when None) x families x
     magnitudes as a benchmark folder; see :func:`write_benchmark`. ``sample``: keep that
     many instances, drawn with ``seed`` (all when None)."""
     from . import data
 
+    if slots is not None and slots < 1:
+        raise BenchmarkError(f"slots {slots}: expected at least 1")
     todo = []
     for src in sources:
         with open(src.instances) as fh:
-            chosen = json.load(fh)["instances"]
+            chosen = json.load(fh)["instances"][:slots]
         for inst in chosen:
             for fam, ks in families.items():
                 for k in ks:

@@ -10,8 +10,8 @@ wildcard_constraints:
 
 
 rule search_select:
-    """The first N correctly classified images of a split (the same slot rule as
-    `select`; N from search.test_instances / search.train_instances)."""
+    """Every correctly classified image of a split (the same slot rule as `select`; the
+    search jobs take the first search.test_instances / search.train_instances)."""
     input:
         data=rules.data.output.summary,
         onnx=rules.train.output.onnx,
@@ -20,7 +20,6 @@ rule search_select:
     params:
         data_dir=config["data_dir"],
         channels=lookup(dpath="dataset_settings/{dataset}/channels", within=config),
-        n=lambda w: SEARCH_SPLITS[w.split],
     log:
         "logs/{dataset}/{model}/search/select_{split}.log",
     conda:

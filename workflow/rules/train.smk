@@ -66,7 +66,9 @@ rule external_model:
 
 
 rule select:
-    """The first `instances` correctly classified test images (slots 0..N-1)."""
+    """Every correctly classified test image, in split order (slot s is the s-th); the
+    verify jobs take slots 0..instances-1, so asking for more instances adds jobs and
+    reruns none."""
     input:
         data=rules.data.output.summary,
         onnx=rules.train.output.onnx,
@@ -75,7 +77,6 @@ rule select:
     params:
         data_dir=config["data_dir"],
         channels=lookup(dpath="dataset_settings/{dataset}/channels", within=config),
-        n=config["instances"],
     log:
         "logs/{dataset}/{model}/select.log",
     conda:

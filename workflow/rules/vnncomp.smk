@@ -17,6 +17,7 @@ rule vnncomp_export:
         data_dir=config["data_dir"],
         families=config["families"],
         timeout_s=config["timeout_s"],
+        slots=config["instances"],
         seed=config["seed"],
     log:
         "logs/vnncomp/export.log",

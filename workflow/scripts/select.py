@@ -1,5 +1,5 @@
-"""Rules select and search_select: the first n correctly classified images of the test split
-(of the split wildcard, for search_select) -> pipeline.select_instances."""
+"""Rules select and search_select: every correctly classified image of the test split (of
+the split wildcard, for search_select), in split order -> pipeline.select_instances."""
 
 from medverify.pipeline import rule_log
 
@@ -10,7 +10,7 @@ with rule_log(snakemake.log[0], snakemake.rule):
         snakemake.wildcards.dataset,
         snakemake.params.data_dir,
         snakemake.input.onnx,
-        snakemake.params.n,
+        None,  # all of them: slot s does not depend on how many are asked for
         snakemake.output.instances,
         channels=snakemake.params.channels,
         md5=None,  # checked by rule data

@@ -19,6 +19,7 @@ with rule_log(snakemake.log[0], "vnncomp_export"):
         dict(p.families),
         p.data_dir,
         p.timeout_s,
+        slots=p.slots,
         seed=p.seed,
         command="snakemake vnncomp_export (see config.yaml)",
     )
