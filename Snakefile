@@ -22,6 +22,12 @@ try:
 except medverify_config.ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 validate(config, "workflow/schemas/config.schema.yaml")
+try:  # the checks across keys need the schema's defaults
+    medverify_config.check_matrix(
+        config, medverify_config.source(workflow.configfiles, workflow.config_settings.config)
+    )
+except medverify_config.ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 medverify_config.normalize_data_dir(config)
 
 

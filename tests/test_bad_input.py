@@ -220,3 +220,48 @@ def test_benchmark_scripts_answer_bad_input_in_one_line(argv, word, tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and word in lines[0] and "Traceback" not in proc.stderr
+
+
+def _filled(**changes):
+    """config.yaml with ``changes``, the schema's defaults filled in (as the Snakefile has
+    it when it runs check_matrix)."""
+    from snakemake.utils import validate
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg.update(changes)
+    validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return cfg
+
+
+MATRIX_CASES = {
+    "dataset-without-settings": (
+        {"datasets": ["chestmnist"]},
+        "dataset 'chestmnist' has no entry in dataset_settings",
+    ),
+    "external-name-clash": (
+        {"external_models": {"mlp": {"onnx": "x.onnx", "dataset": "pneumoniamnist"}}},
+        "external model name 'mlp' clashes",
+    ),
+    "external-name-of-a-twin": (
+        {"external_models": {"net_pgd": {"onnx": "x.onnx", "dataset": "pneumoniamnist"}}},
+        "external model name 'net_pgd' clashes",
+    ),
+    "verifier-for-no-family": (
+        {"verifiers": ["exact"], "families": {"linf": [4]}},
+        "verifier 'exact' applies to none of families ['linf']",
+    ),
+    "search-timeout-of-no-model": (
+        {"search": {"model_timeout_s": {"resnet": 5}}},
+        "search.model_timeout_s names model 'resnet', which this run does not have",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MATRIX_CASES))
+def test_bad_matrix_is_named_in_one_line(case):
+    changes, words = MATRIX_CASES[case]
+    mconfig.check_matrix(_filled(), source="x.yaml")  # the unchanged config passes
+    with pytest.raises(ConfigError) as err:
+        mconfig.check_matrix(_filled(**changes), source="x.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg and words in msg and msg.startswith("config x.yaml:"), msg

@@ -1,6 +1,8 @@
 """The `medverify` command and the pipeline functions the workflow rules call."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 
@@ -28,6 +30,52 @@ def test_select_instances_is_deterministic_and_correct(
     logits = onnx_io.OrtClassifier(onnx).logits(pneumonia["test"].images[: indices[-1] + 1])
     correct = np.flatnonzero(logits.argmax(1) == pneumonia["test"].labels[: indices[-1] + 1])
     assert correct.tolist() == indices  # the first five correct ones, none skipped
+    # n=None (the workflow): every correctly classified image, the first five the same
+    every = select_instances(
+        "pneumoniamnist", str(medmnist_dir), str(onnx), None, str(tmp_path / "c.json")
+    )
+    logits = onnx_io.OrtClassifier(onnx).logits(pneumonia["test"].images)
+    correct = np.flatnonzero(logits.argmax(1) == pneumonia["test"].labels)
+    assert [i["index"] for i in every] == correct.tolist() and every[:5] == a
+
+
+def test_rule_log_takes_what_c_code_children_and_warnings_print(tmp_path):
+    """A rule's log holds its logging, what is written to file descriptors 1 and 2 (C
+    libraries, solvers, child processes) and Python warnings, none overwriting another;
+    a failure is logged and re-raised, and the descriptors are restored."""
+    log = tmp_path / "rule.log"
+    script = f"""
+import logging, os, subprocess, sys, warnings
+from medverify.pipeline import rule_log
+try:
+    with rule_log({str(log)!r}, "demo"):
+        logging.getLogger("medverify").info("first line from logging")
+        os.write(1, b"fd1 from C\\n")
+        os.write(2, b"fd2 from C\\n")
+        subprocess.run([sys.executable, "-c", "print('from a child')"], check=True)
+        warnings.warn("a python warning")
+        logging.getLogger("medverify").info("last line from logging")
+        raise RuntimeError("the job failed")
+except RuntimeError:
+    pass
+os.write(2, b"back on the console\\n")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = log.read_text()
+    for line in (
+        "first line from logging",
+        "fd1 from C",
+        "fd2 from C",
+        "from a child",
+        "a python warning",
+        "last line from logging",
+        "rule demo failed",
+        "RuntimeError: the job failed",
+    ):
+        assert line in text, text
+    assert text.index("first line") < text.index("fd1 from C") < text.index("last line")
+    assert proc.stderr == "back on the console\n" and proc.stdout == ""
 
 
 def _question(slot, family, model=""):

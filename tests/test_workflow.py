@@ -99,7 +99,7 @@ def test_nested_config_overrides_keep_their_types(tmp_path):
     [
         ("models=[mlp,resnet]", "'resnet' does not match"),
         ("verifiers=[eran]", "unknown verifier 'eran': choose from"),
-        ("datasets=[chestmnist]", "config: dataset 'chestmnist' has no entry in dataset_settings"),
+        ("datasets=[chestmnist]", "dataset 'chestmnist' has no entry in dataset_settings"),
         ("dataset_settings={pneumoniamnist: {channels: 2}}", "is not one of [1, 3]"),
         ("instances=0", "0 is less than the minimum of 1"),
         ("strategies=[greedy]", "unknown strategy 'greedy': choose from joint, guided"),

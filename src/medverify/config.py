@@ -10,6 +10,7 @@ verifier names from :data:`medverify.verifiers.BACKENDS`, family names from
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from .errors import ConfigError
 from .perturbations import FAMILIES
@@ -138,3 +139,78 @@ def normalize_data_dir(config: dict) -> None:
     import os
 
     config["data_dir"] = os.path.relpath(os.path.abspath(config["data_dir"]))
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """Which models and datasets a (schema-validated, defaults filled) config names.
+    Trained models: ``models`` on every dataset of ``datasets``, plus the PGD twin
+    (``<model>_pgd``) of each model in ``adversarial.models``. External models (ONNX
+    files from elsewhere) run on their own dataset only, with no train job."""
+
+    train_datasets: list[str]
+    trained: list[str]
+    external: dict[str, dict]
+
+    @property
+    def models(self) -> list[str]:
+        return self.trained + list(self.external)
+
+    @property
+    def datasets(self) -> list[str]:
+        """The training datasets, then the external models' other datasets."""
+        others = {spec["dataset"] for spec in self.external.values()}
+        return self.train_datasets + sorted(others - set(self.train_datasets))
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(dataset, model) of every model that exists: trained x datasets, then external."""
+        return [(ds, m) for ds in self.train_datasets for m in self.trained] + [
+            (spec["dataset"], name) for name, spec in self.external.items()
+        ]
+
+
+def matrix(config: Mapping) -> Matrix:
+    from .pipeline import ADVERSARIAL_SUFFIX
+
+    adversarial = [f"{m}{ADVERSARIAL_SUFFIX}" for m in config["adversarial"]["models"]]
+    return Matrix(
+        list(config["datasets"]),
+        list(config["models"]) + adversarial,
+        dict(config["external_models"]),
+    )
+
+
+def check_matrix(config: Mapping, source: str = "config") -> None:
+    """The checks across keys, on a config with the schema's defaults filled in: every
+    dataset has its ``dataset_settings``, external model names clash with no trained
+    one, every verifier applies to some family, ``search.model_timeout_s`` names models
+    of the run."""
+    from .pipeline import ADVERSARIAL_SUFFIX, split_model_name
+    from .verifiers import applies
+
+    m = matrix(config)
+    settings = config["dataset_settings"]
+    for ds in m.datasets:
+        if ds not in settings:
+            raise ConfigError(
+                f"config {source}: dataset {ds!r} has no entry in dataset_settings "
+                f"(configured: {', '.join(sorted(settings))})"
+            )
+    for name in m.external:
+        if name in m.trained or split_model_name(name)[1]:
+            raise ConfigError(
+                f"config {source}: external model name {name!r} clashes with a trained model "
+                f"name (or ends in {ADVERSARIAL_SUFFIX!r})"
+            )
+    families = list(config["families"])
+    for v in config["verifiers"]:
+        if not any(applies(v, f) for f in families):
+            raise ConfigError(
+                f"config {source}: verifier {v!r} applies to none of families {families}"
+            )
+    for name in config["search"]["model_timeout_s"]:
+        if name not in m.models:
+            raise ConfigError(
+                f"config {source}: search.model_timeout_s names model {name!r}, which this "
+                f"run does not have (models: {', '.join(m.models)})"
+            )

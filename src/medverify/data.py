@@ -25,6 +25,15 @@ from .fileio import atomic_path, digest
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: MedMNIST's image side (the 28 x 28 release): every image is (channels, SIDE, SIDE)
+SIDE = 28
+
+
+def input_size(channels: int) -> int:
+    """Pixels of one image with ``channels`` channels: a classifier's input size."""
+    return channels * SIDE * SIDE
+
+
 #: what np.load raises on a truncated or corrupt npz
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
 _UNCHECKED_SAID: set[Path] = set()
@@ -205,7 +214,7 @@ def write_standin(path: str | os.PathLike, n=(7007, 1003, 2005), classes=7, rgb=
     rng = np.random.default_rng(seed)
     arrays = {}
     for split, count in zip(SPLITS, n, strict=True):
-        shape = (count, 28, 28, 3) if rgb else (count, 28, 28)
+        shape = (count, SIDE, SIDE, 3) if rgb else (count, SIDE, SIDE)
         labels = rng.integers(0, classes, size=(count, 1), dtype=np.uint8)
         base = rng.integers(0, 200, size=shape, dtype=np.int64)
         # make the class learnable: brighten a label-dependent band

@@ -10,6 +10,7 @@ import re
 import torch
 from torch import nn
 
+from .data import input_size
 from .errors import ConfigError
 
 ARCHITECTURES = ("mlp", "cnn3", "mlp<width>x<depth>")
@@ -20,7 +21,7 @@ _MLP_SIZE = re.compile(r"mlp([1-9][0-9]*)x([1-9][0-9]*)")
 
 def mlp(in_channels: int, num_classes: int, hidden: int = 128, depth: int = 2) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
-    width = in_channels * 28 * 28
+    width = input_size(in_channels)
     for _ in range(depth):
         layers += [nn.Linear(width, hidden), nn.ReLU()]
         width = hidden

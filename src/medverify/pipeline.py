@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from contextlib import contextmanager
 
 import numpy as np
@@ -43,13 +45,32 @@ def job_options(options, threads: int) -> dict:
 @contextmanager
 def rule_log(path: str, rule: str):
     """For a rule's script: log to its log file; an exception is logged with its
-    traceback and re-raised, so the job fails with the reason in its log."""
-    logging.basicConfig(filename=path, filemode="w", level=logging.INFO, format=LOG_FORMAT)
+    traceback and re-raised, so the job fails with the reason in its log. Inside, the
+    process's own stdout and stderr (file descriptors 1 and 2: what C libraries and
+    solvers print, and every child process) and Python warnings go to the log too, not
+    to the console of the Snakemake run; both write in append mode, so they interleave
+    without overwriting each other."""
+    open(path, "w").close()
+    logging.basicConfig(filename=path, filemode="a", level=logging.INFO, format=LOG_FORMAT)
+    logging.captureWarnings(True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
     try:
         yield
     except Exception:
         log.exception("rule %s failed", rule)
         raise
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for target, kept in zip((1, 2), saved, strict=True):
+            os.dup2(kept, target)
+            os.close(kept)
 
 
 def check_data(

@@ -1,8 +1,11 @@
 # Helpers that turn the validated config into the job matrix. Nothing here runs a job.
 import math
 
+from medverify.config import matrix as medverify_matrix
+
+from medverify.data import input_size
 from medverify.perturbations import FAMILIES as PERTURBATION_FAMILIES
-from medverify.pipeline import ADVERSARIAL_SUFFIX, job_threads, split_model_name
+from medverify.pipeline import job_threads, split_model_name
 from medverify.resources import verify_job
 from medverify.strategies import STRATEGIES
 from medverify.verifiers import BACKENDS, applies, conda_env
@@ -12,42 +15,20 @@ from medverify.verifiers import verifier_pairs as _verifier_pairs
 BASE_ENV = "../../envs/base.yaml"
 
 
-def _fail(message):
-    raise WorkflowError(message)
-
-
-# Trained models: `models` on every dataset of `datasets`, plus the PGD twin
-# (<model>_pgd) of each model in `adversarial.models`. External models (ONNX files from
-# elsewhere) run on their own dataset only, with no train job. MODELS is every model name;
-# model_pairs() says which (dataset, model) pairs exist.
-TRAIN_DATASETS = list(config["datasets"])
-TRAINED = list(config["models"]) + [
-    f"{m}{ADVERSARIAL_SUFFIX}" for m in config["adversarial"]["models"]
-]
-EXTERNAL = dict(config["external_models"])
-MODELS = TRAINED + list(EXTERNAL)
-DATASETS = TRAIN_DATASETS + sorted(
-    {spec["dataset"] for spec in EXTERNAL.values()} - set(TRAIN_DATASETS)
-)
-for _ds in DATASETS:
-    if _ds not in config["dataset_settings"]:
-        _fail(
-            f"config: dataset {_ds!r} has no entry in dataset_settings "
-            f"(configured: {', '.join(sorted(config['dataset_settings']))})"
-        )
-for _name in EXTERNAL:
-    if _name in TRAINED or split_model_name(_name)[1]:
-        _fail(
-            f"config: external model name {_name!r} clashes with a trained model name "
-            f"(or ends in {ADVERSARIAL_SUFFIX!r})"
-        )
+# The models and datasets of the run (medverify.config.Matrix: trained models on every
+# dataset, PGD twins, external models on their own dataset); the checks across config keys
+# ran in the Snakefile (medverify.config.check_matrix).
+_MATRIX = medverify_matrix(config)
+TRAIN_DATASETS = _MATRIX.train_datasets
+TRAINED = _MATRIX.trained
+EXTERNAL = _MATRIX.external
+MODELS = _MATRIX.models
+DATASETS = _MATRIX.datasets
 
 
 def model_pairs():
     """(dataset, model) for every model that exists: trained x datasets, then external."""
-    return [(ds, m) for ds in TRAIN_DATASETS for m in TRAINED] + [
-        (spec["dataset"], name) for name, spec in EXTERNAL.items()
-    ]
+    return _MATRIX.pairs()
 
 
 def pgd_options(wildcards):
@@ -64,13 +45,6 @@ def external_onnx(wildcards):
 VERIFIERS = list(config["verifiers"])
 SLOTS = list(range(config["instances"]))
 STRATEGY_LIST = list(config["strategies"])
-
-
-
-
-for _v in VERIFIERS:
-    if not any(applies(_v, f) for f in config["families"]):
-        _fail(f"config: verifier {_v!r} applies to none of families {list(config['families'])}")
 
 
 def cells():
@@ -123,7 +97,7 @@ def verify_resources(wildcards):
     """mem_mb and runtime of one verify job (medverify.resources.verify_job)."""
     channels = config["dataset_settings"][wildcards.dataset]["channels"]
     return verify_job(
-        wildcards.verifier, wildcards.family, channels * 28 * 28, config["timeout_s"]
+        wildcards.verifier, wildcards.family, input_size(channels), config["timeout_s"]
     )
 
 
@@ -196,14 +170,6 @@ def search_paths():
 
 def search_max_eps(wildcards):
     return SEARCH["max_eps"].get(wildcards.family, SEARCH["default_max_eps"])
-
-
-for _name in SEARCH["model_timeout_s"]:
-    if _name not in MODELS:
-        _fail(
-            f"config: search.model_timeout_s names model {_name!r}, which this run does not "
-            f"have (models: {', '.join(MODELS)})"
-        )
 
 
 def search_timeout(wildcards):
