@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,27 @@ def test_a_minimum_inside_the_solver_tolerance_is_no_proof(solver):
         hidden = bounds.crown(net, problem.lower, problem.upper)[:-1]
         status, _ = _milp_min(net, problem.lower, problem.upper, hidden, 20.0)
         assert (status == "proven") is proven, (margin, status)
+
+
+def test_a_solve_prints_nothing_on_stdout():
+    """HiGHS prints its banner on file descriptor 1 whenever a solver object is built;
+    the backend keeps it off stdout, which carries a command's answer."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_milp import hard_problem;"
+        "from medverify.verifiers import get;"
+        "b = get('milp', solver='highs'); b.tool_version();"
+        "r = b.verify(hard_problem(), 1.0); print('answer', r.status)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("answer "), proc.stdout

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,3 +65,20 @@ class Result:
     margin_lower_bound: float | None = None  # proven lower bound on min_j margin, if any
     message: str = ""
     stats: dict = field(default_factory=dict)
+
+
+@contextmanager
+def solver_stdout_silenced():
+    """While inside, what C code writes to file descriptor 1 is dropped: HiGHS prints its
+    banner on stdout whenever a solver object is built, whatever its output flag, and a
+    command's stdout carries its answer only (``medverify verify`` prints one line)."""
+    sys.stdout.flush()
+    kept = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        os.close(null)
+        os.dup2(kept, 1)
+        os.close(kept)

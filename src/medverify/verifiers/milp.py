@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import bounds as bounds_mod
 from ..attack import corner_search
-from .base import Problem, Result
+from .base import Problem, Result, solver_stdout_silenced
 
 SOLVERS = ("highs", "cbc")
 #: seconds kept back from the caller's timeout for building the model and cleanup
@@ -75,7 +75,8 @@ class Verifier:
             try:
                 import highspy
 
-                h = highspy.Highs()
+                with solver_stdout_silenced():
+                    h = highspy.Highs()
                 solver = f"HiGHS {h.version()}"
             except Exception:  # noqa: BLE001 - version string only
                 from importlib.metadata import version
@@ -315,7 +316,8 @@ class _Encoding:
 
         t0 = time.perf_counter()
         try:
-            self.prob.solve(cmd)
+            with solver_stdout_silenced():
+                self.prob.solve(cmd)
         except pulp.PulpSolverError as exc:
             return _Outcome(message=f"solver error: {exc}")
         elapsed = time.perf_counter() - t0
