@@ -13,19 +13,16 @@ configfile: "config.yaml"
 
 # One-line errors naming the bad value (names from the package), then defaults.
 medverify_config.retype_overrides(config, workflow.config_settings.config)
+CONFIG_SOURCE = medverify_config.source(workflow.configfiles, workflow.config_settings.config)
 try:
     medverify_config.check_file(
-        config,
-        f"{workflow.basedir}/workflow/schemas/config.schema.yaml",
-        medverify_config.source(workflow.configfiles, workflow.config_settings.config),
+        config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", CONFIG_SOURCE
     )
 except medverify_config.ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 validate(config, "workflow/schemas/config.schema.yaml")
 try:  # the checks across keys need the schema's defaults
-    medverify_config.check_matrix(
-        config, medverify_config.source(workflow.configfiles, workflow.config_settings.config)
-    )
+    medverify_config.check_matrix(config, CONFIG_SOURCE)
 except medverify_config.ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 medverify_config.normalize_data_dir(config)

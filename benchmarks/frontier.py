@@ -96,9 +96,10 @@ def ensure_model(name: str, models_dir: Path) -> Path:
         )
         return onnx
     from medverify import models
+    from medverify.data import SIDE
 
     model, meta = models.load(out / "model.pt")
-    onnx_io.export_torch(model, (meta["in_channels"], 28, 28), onnx)
+    onnx_io.export_torch(model, (meta["in_channels"], SIDE, SIDE), onnx)
     return onnx
 
 

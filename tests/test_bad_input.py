@@ -265,3 +265,29 @@ def test_bad_matrix_is_named_in_one_line(case):
         mconfig.check_matrix(_filled(**changes), source="x.yaml")
     msg = str(err.value)
     assert "\n" not in msg and words in msg and msg.startswith("config x.yaml:"), msg
+
+
+def test_data_dir_has_one_spelling(tmp_path, monkeypatch):
+    """The same data folder given absolutely, relatively, with a trailing slash, a '..'
+    detour, or from a working directory reached through a link, is one param value."""
+    data = tmp_path / "shared" / "medmnist"
+    run = tmp_path / "run"
+    data.mkdir(parents=True)
+    run.mkdir()
+    (tmp_path / "link").symlink_to(run)
+    (tmp_path / "datalink").symlink_to(data)
+    spelled = set()
+    for cwd, given in (
+        (run, str(data)),
+        (run, "../shared/medmnist/"),
+        (run, "../run/../shared/medmnist"),
+        (tmp_path / "link", "../shared/medmnist"),
+        (tmp_path / "link", str(data) + "/"),
+        (run, str(tmp_path / "datalink")),
+    ):
+        monkeypatch.chdir(cwd)
+        cfg = {"data_dir": given}
+        mconfig.normalize_data_dir(cfg)
+        spelled.add(cfg["data_dir"])
+        assert Path(cfg["data_dir"]).resolve() == data.resolve()
+    assert spelled == {"../shared/medmnist"}

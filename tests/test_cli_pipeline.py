@@ -45,7 +45,7 @@ def test_rule_log_takes_what_c_code_children_and_warnings_print(tmp_path):
     a failure is logged and re-raised, and the descriptors are restored."""
     log = tmp_path / "rule.log"
     script = f"""
-import logging, os, subprocess, sys, warnings
+import ctypes, logging, os, subprocess, sys, warnings
 from medverify.pipeline import rule_log
 try:
     with rule_log({str(log)!r}, "demo"):
@@ -55,6 +55,7 @@ try:
         subprocess.run([sys.executable, "-c", "print('from a child')"], check=True)
         warnings.warn("a python warning")
         logging.getLogger("medverify").info("last line from logging")
+        ctypes.CDLL(None).printf(b"buffered by C stdio\\n")
         raise RuntimeError("the job failed")
 except RuntimeError:
     pass
@@ -67,6 +68,7 @@ os.write(2, b"back on the console\\n")
         "first line from logging",
         "fd1 from C",
         "fd2 from C",
+        "buffered by C stdio",
         "from a child",
         "a python warning",
         "last line from logging",

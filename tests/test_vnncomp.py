@@ -292,7 +292,8 @@ def test_export_takes_the_first_slots_of_the_listed_instances(tmp_path, classifi
         tmp_path / "bench", [source], {"linf": [8]}, str(tmp_path), 20.0, slots=2
     )
     assert sorted(e["slot"] for e in entries) == [0, 1]
-    with pytest.raises(vnncomp.BenchmarkError, match="slots 0"):
-        vnncomp.export_benchmark(
-            tmp_path / "none", [source], {"linf": [8]}, str(tmp_path), 20.0, slots=0
-        )
+    for slots, words in ((0, "slots 0"), (4, "3 correctly classified images, fewer than")):
+        with pytest.raises(vnncomp.BenchmarkError, match=words):
+            vnncomp.export_benchmark(
+                tmp_path / "none", [source], {"linf": [8]}, str(tmp_path), 20.0, slots=slots
+            )

@@ -176,11 +176,11 @@ def _add_vnncomp(sub):
     e.add_argument("--channels", type=int, default=1, choices=(1, 3))
     e.add_argument("--timeout", type=float, default=120.0, help="seconds per instance")
     e.add_argument(
-        "--instances",
+        "--slots",
         type=int,
         required=True,
-        help="slots 0..N-1 of each model (the workflow's `instances`; its instances.json "
-        "lists every correctly classified test image)",
+        help="images 0..N-1 of each model's instances.json, which lists every correctly "
+        "classified test image (the workflow's config key `instances`)",
     )
     e.add_argument("--sample", type=int, help="keep this many instances (seeded draw)")
     e.add_argument("--seed", type=int, default=0)
@@ -248,7 +248,7 @@ def _vnncomp(args) -> int:
             families,
             args.data_dir,
             args.timeout,
-            slots=args.instances,
+            slots=args.slots,
             sample=args.sample,
             seed=args.seed,
             compress=args.gzip,

@@ -132,13 +132,14 @@ def check_file(config: Mapping, schema_path: str, source: str = "config") -> Non
 
 
 def normalize_data_dir(config: dict) -> None:
-    """Spell ``config["data_dir"]`` one way: relative to the working directory, without
-    ``..`` detours or a trailing slash. It is a param of every rule that reads the data,
-    so the same folder spelled two ways (absolute by ``make run``, relative by hand)
-    reran the whole workflow."""
+    """Spell ``config["data_dir"]`` one way: the folder's real path (symbolic links
+    resolved) relative to the working directory's real path. It is a param of every rule
+    that reads the data, so the same folder spelled two ways (absolute by ``make run``,
+    relative by hand, through a link) reran the whole workflow."""
     import os
 
-    config["data_dir"] = os.path.relpath(os.path.abspath(config["data_dir"]))
+    real = os.path.realpath(config["data_dir"])
+    config["data_dir"] = os.path.relpath(real, os.path.realpath(os.getcwd()))
 
 
 @dataclass(frozen=True)

@@ -40,3 +40,37 @@ def atomic_write(path: str | os.PathLike, content: str | bytes) -> None:
     mode = "wb" if isinstance(content, bytes) else "w"
     with atomic_path(path) as tmp, open(tmp, mode) as fh:
         fh.write(content)
+
+
+def _flush_all() -> None:
+    """Flush Python's stdout/stderr and C's stdio buffers (what a C library printed and
+    has not written yet)."""
+    import ctypes
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to ask: nothing buffered there
+        pass
+
+
+@contextmanager
+def fds_to(target: int, fds=(1, 2)):
+    """While inside, the file descriptors ``fds`` (default stdout and stderr: what C code,
+    solvers and child processes print) write where the open descriptor ``target`` does;
+    Python's and C's buffers are flushed on the way in and out, so nothing printed
+    before lands after, or the other way round. The caller owns ``target``."""
+    saved = []
+    try:
+        _flush_all()
+        for fd in fds:
+            saved.append((fd, os.dup(fd)))
+            os.dup2(target, fd)
+        yield
+    finally:
+        _flush_all()
+        for fd, kept in saved:
+            os.dup2(kept, fd)
+            os.close(kept)

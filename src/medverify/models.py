@@ -10,7 +10,7 @@ import re
 import torch
 from torch import nn
 
-from .data import input_size
+from .data import SIDE, input_size
 from .errors import ConfigError
 
 ARCHITECTURES = ("mlp", "cnn3", "mlp<width>x<depth>")
@@ -37,7 +37,7 @@ def cnn3(in_channels: int, num_classes: int) -> nn.Sequential:
         nn.Conv2d(4, 8, kernel_size=4, stride=2, padding=1),
         nn.ReLU(),
         nn.Flatten(),
-        nn.Linear(8 * 7 * 7, num_classes),
+        nn.Linear(8 * (SIDE // 4) ** 2, num_classes),
     )
 
 

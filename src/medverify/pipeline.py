@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from contextlib import contextmanager
 
 import numpy as np
 
 from . import data, onnx_io, results
 from .errors import ConfigError, DataError, ModelError
-from .fileio import atomic_path
+from .fileio import atomic_path, fds_to
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +52,17 @@ def rule_log(path: str, rule: str):
     open(path, "w").close()
     logging.basicConfig(filename=path, filemode="a", level=logging.INFO, format=LOG_FORMAT)
     logging.captureWarnings(True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
     try:
-        yield
-    except Exception:
-        log.exception("rule %s failed", rule)
-        raise
+        with fds_to(fd, (1, 2)):
+            try:
+                yield
+            except Exception:
+                log.exception("rule %s failed", rule)
+                raise
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for target, kept in zip((1, 2), saved, strict=True):
-            os.dup2(kept, target)
-            os.close(kept)
+        os.close(fd)
+        logging.captureWarnings(False)
 
 
 def check_data(
@@ -253,9 +245,10 @@ def select_instances(
             )
             if len(chosen) == n:
                 break
-    if n is not None and len(chosen) < n:
+    if n is None:
+        log.info("%d of %d %s images correctly classified", len(chosen), len(test.labels), split)
+    elif len(chosen) < n:
         log.warning("only %d correctly classified %s images (asked for %d)", len(chosen), split, n)
-    log.info("%d correctly classified %s images of %d", len(chosen), split, len(test.labels))
     results.write_json(
         {
             "dataset": dataset,

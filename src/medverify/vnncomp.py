@@ -199,24 +199,30 @@ def export_benchmark(
     data_dir: str,
     timeout_s: float,
     *,
-    slots: int | None = None,
+    slots: int,
     sample: int | None = None,
     seed: int = 0,
     compress: bool = False,
     command: str = "",
 ) -> list[dict]:
     """The workflow's instances (slots 0..``slots``-1 of each model's ``instances.json``,
-    which lists every correctly classified test image; all when None) x families x
+    which lists every correctly classified test image) x families x
     magnitudes as a benchmark folder; see :func:`write_benchmark`. ``sample``: keep that
     many instances, drawn with ``seed`` (all when None)."""
     from . import data
 
-    if slots is not None and slots < 1:
+    if slots < 1:
         raise BenchmarkError(f"slots {slots}: expected at least 1")
     todo = []
     for src in sources:
         with open(src.instances) as fh:
-            chosen = json.load(fh)["instances"][:slots]
+            listed = json.load(fh)["instances"]
+        if len(listed) < slots:
+            raise BenchmarkError(
+                f"{src.instances}: {len(listed)} correctly classified images, fewer than "
+                f"the {slots} slots asked for"
+            )
+        chosen = listed[:slots]
         for inst in chosen:
             for fam, ks in families.items():
                 for k in ks:

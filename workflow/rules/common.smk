@@ -1,8 +1,5 @@
 # Helpers that turn the validated config into the job matrix. Nothing here runs a job.
-import math
-
 from medverify.config import matrix as medverify_matrix
-
 from medverify.data import input_size
 from medverify.perturbations import FAMILIES as PERTURBATION_FAMILIES
 from medverify.pipeline import job_threads, split_model_name
@@ -19,7 +16,6 @@ BASE_ENV = "../../envs/base.yaml"
 # dataset, PGD twins, external models on their own dataset); the checks across config keys
 # ran in the Snakefile (medverify.config.check_matrix).
 _MATRIX = medverify_matrix(config)
-TRAIN_DATASETS = _MATRIX.train_datasets
 TRAINED = _MATRIX.trained
 EXTERNAL = _MATRIX.external
 MODELS = _MATRIX.models
@@ -27,7 +23,6 @@ DATASETS = _MATRIX.datasets
 
 
 def model_pairs():
-    """(dataset, model) for every model that exists: trained x datasets, then external."""
     return _MATRIX.pairs()
 
 
@@ -176,3 +171,12 @@ def search_timeout(wildcards):
     """Per-probe timeout of a model's searches: its search.model_timeout_s entry, else
     search.timeout_s."""
     return SEARCH["model_timeout_s"].get(wildcards.model, SEARCH["timeout_s"])
+
+
+def search_instances(wildcards):
+    """The list a search job takes its slot from: `select`'s for the test split (the
+    verify stage's own), `search_select`'s for the train split."""
+    pair = {"dataset": wildcards.dataset, "model": wildcards.model}
+    if wildcards.split == "test":
+        return rules.select.output.instances.format(**pair)
+    return rules.search_select.output.instances.format(split=wildcards.split, **pair)

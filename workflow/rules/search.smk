@@ -10,8 +10,11 @@ wildcard_constraints:
 
 
 rule search_select:
-    """Every correctly classified image of a split (the same slot rule as `select`; the
-    search jobs take the first search.test_instances / search.train_instances)."""
+    """Every correctly classified image of the train split (the same slot rule as
+    `select`, whose list the test split's searches read: test slot i is verify slot i);
+    the search jobs take the first search.train_instances."""
+    wildcard_constraints:
+        split="train",
     input:
         data=rules.data.output.summary,
         onnx=rules.train.output.onnx,
@@ -36,7 +39,7 @@ rule search:
     every probe an ordinary verification cached under {slot}.probes/ (a rerun resumes)."""
     input:
         onnx=rules.train.output.onnx,
-        instances=rules.search_select.output.instances,
+        instances=search_instances,
     output:
         record="results/{dataset}/{model}/search/{family}/{verifier}/{method}/{split}/{slot}.json",
     params:

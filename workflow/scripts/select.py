@@ -6,7 +6,8 @@ from medverify.pipeline import rule_log
 with rule_log(snakemake.log[0], snakemake.rule):
     from medverify import pipeline
 
-    pipeline.select_instances(
+    split = snakemake.wildcards.get("split", "test")
+    chosen = pipeline.select_instances(
         snakemake.wildcards.dataset,
         snakemake.params.data_dir,
         snakemake.input.onnx,
@@ -14,5 +15,18 @@ with rule_log(snakemake.log[0], snakemake.rule):
         snakemake.output.instances,
         channels=snakemake.params.channels,
         md5=None,  # checked by rule data
-        split=snakemake.wildcards.get("split", "test"),
+        split=split,
     )
+    # the slots the run takes (read here, not a param: a new count reruns no job)
+    cfg, search = snakemake.config, snakemake.config["search"]
+    wanted = search["train_instances"] if split == "train" else cfg["instances"]
+    if split == "test" and search["enabled"]:
+        wanted = max(wanted, search["test_instances"])
+    if len(chosen) < wanted:
+        pipeline.log.warning(
+            "only %d correctly classified %s images: the jobs of slots %d..%d are error records",
+            len(chosen),
+            split,
+            len(chosen),
+            wanted - 1,
+        )

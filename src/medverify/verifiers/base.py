@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..attack import CEX_MARGIN  # noqa: F401 - re-exported: backends import it from here
+from ..fileio import fds_to
 from ..nets import AffineNet
 from ..perturbations import Family
 
@@ -72,13 +72,9 @@ def solver_stdout_silenced():
     """While inside, what C code writes to file descriptor 1 is dropped: HiGHS prints its
     banner on stdout whenever a solver object is built, whatever its output flag, and a
     command's stdout carries its answer only (``medverify verify`` prints one line)."""
-    sys.stdout.flush()
-    kept = os.dup(1)
     null = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(null, 1)
-        yield
+        with fds_to(null, (1,)):
+            yield
     finally:
         os.close(null)
-        os.dup2(kept, 1)
-        os.close(kept)

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from ..attack import sign_descent
+from ..fileio import fds_to
 from .base import CEX_MARGIN, Problem, Result
 
 #: Marabou exit code -> our vocabulary (the one place this mapping happens)
@@ -51,24 +52,11 @@ def _import_marabou():
 @contextlib.contextmanager
 def _captured_output(sink: list):
     """Send fds 1 and 2 to a temp file for the duration; append its tail to ``sink``."""
-    import ctypes
-    import sys
-
-    libc = ctypes.CDLL(None)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
     with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 1)
-        os.dup2(tmp.fileno(), 2)
         try:
-            yield
+            with fds_to(tmp.fileno(), (1, 2)):
+                yield
         finally:
-            libc.fflush(None)
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
             tmp.seek(0, os.SEEK_END)
             size = tmp.tell()
             tmp.seek(max(0, size - 2000))
