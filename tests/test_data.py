@@ -146,3 +146,26 @@ def test_truncated_or_corrupt_npz_is_one_line_error(medmnist_dir, tmp_path, dama
         data.load("broken", tmp_path, md5=None, splits=("test",))
     msg = str(err.value)
     assert str(path) in msg and "corrupt" in msg and "\n" not in msg
+
+
+def test_medmnist_info_without_importing_the_package():
+    """The md5 table comes from medmnist's info module alone (the package import costs
+    seconds per command) and equals the package's own INFO."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from medverify import data;"
+        "e = {n: data.medmnist_info(n) for n in ('pneumoniamnist', 'dermamnist', 'nope')};"
+        "print('medmnist' in sys.modules);"
+        "import medmnist; print(all(e[n] == medmnist.INFO.get(n) for n in e));"
+        "print(e['pneumoniamnist']['MD5'], e['nope'])"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [
+        "False",
+        "True",
+        data.medmnist_info("pneumoniamnist")["MD5"],
+        "None",
+    ]
