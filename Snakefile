@@ -18,11 +18,8 @@ try:
     medverify_config.check_file(
         config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml", CONFIG_SOURCE
     )
-except medverify_config.ConfigError as exc:
-    raise WorkflowError(str(exc)) from None
-validate(config, "workflow/schemas/config.schema.yaml")
-try:  # the checks across keys need the schema's defaults
-    medverify_config.check_matrix(config, CONFIG_SOURCE)
+    validate(config, "workflow/schemas/config.schema.yaml")  # fills in the defaults
+    medverify_config.check_matrix(config, CONFIG_SOURCE)  # needs the defaults
 except medverify_config.ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 medverify_config.normalize_data_dir(config)

@@ -291,3 +291,14 @@ def test_data_dir_has_one_spelling(tmp_path, monkeypatch):
         spelled.add(cfg["data_dir"])
         assert Path(cfg["data_dir"]).resolve() == data.resolve()
     assert spelled == {"../shared/medmnist"}
+
+
+def test_slots_taken_per_split():
+    """The slots of each list the run's jobs take: verify's `instances` and the search
+    stage's counts (when it is on) on the test split, the search's on the train split."""
+    cfg = _filled(instances=5, search={"test_instances": 7, "train_instances": 3})
+    assert mconfig.search_splits(cfg) == {"test": 7, "train": 3}
+    assert (mconfig.slots_taken(cfg, "test"), mconfig.slots_taken(cfg, "train")) == (7, 3)
+    cfg = _filled(instances=5, search={"enabled": False, "test_instances": 7})
+    assert (mconfig.slots_taken(cfg, "test"), mconfig.slots_taken(cfg, "train")) == (5, 0)
+    assert mconfig.search_splits(_filled(search={"train_instances": 0})) == {"test": 20}

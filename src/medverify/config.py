@@ -181,6 +181,22 @@ def matrix(config: Mapping) -> Matrix:
     )
 
 
+def search_splits(config: Mapping) -> dict[str, int]:
+    """Split -> inputs per model of the search stage (``search.test_instances`` and
+    ``search.train_instances``; a split with none is left out)."""
+    search = config["search"]
+    counts = (("test", search["test_instances"]), ("train", search["train_instances"]))
+    return {split: n for split, n in counts if n > 0}
+
+
+def slots_taken(config: Mapping, split: str) -> int:
+    """How many slots of a model's list of correctly classified ``split`` images the run's
+    jobs take: the verify jobs' ``instances`` (test split), and the search jobs' when
+    the search stage is on."""
+    searched = search_splits(config).get(split, 0) if config["search"]["enabled"] else 0
+    return max(config["instances"] if split == "test" else 0, searched)
+
+
 def check_matrix(config: Mapping, source: str = "config") -> None:
     """The checks across keys, on a config with the schema's defaults filled in: every
     dataset has its ``dataset_settings``, external model names clash with no trained

@@ -1,5 +1,6 @@
 # Helpers that turn the validated config into the job matrix. Nothing here runs a job.
 from medverify.config import matrix as medverify_matrix
+from medverify.config import search_splits as medverify_search_splits
 from medverify.data import input_size
 from medverify.perturbations import FAMILIES as PERTURBATION_FAMILIES
 from medverify.pipeline import job_threads, split_model_name
@@ -131,11 +132,7 @@ wildcard_constraints:
 from medverify.search import method_applies
 
 SEARCH = config["search"]
-SEARCH_SPLITS = {
-    split: n
-    for split, n in (("test", SEARCH["test_instances"]), ("train", SEARCH["train_instances"]))
-    if n > 0
-}
+SEARCH_SPLITS = medverify_search_splits(config)
 
 
 def search_cells():

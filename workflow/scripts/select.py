@@ -5,6 +5,7 @@ from medverify.pipeline import rule_log
 
 with rule_log(snakemake.log[0], snakemake.rule):
     from medverify import pipeline
+    from medverify.config import slots_taken
 
     split = snakemake.wildcards.get("split", "test")
     chosen = pipeline.select_instances(
@@ -18,10 +19,7 @@ with rule_log(snakemake.log[0], snakemake.rule):
         split=split,
     )
     # the slots the run takes (read here, not a param: a new count reruns no job)
-    cfg, search = snakemake.config, snakemake.config["search"]
-    wanted = search["train_instances"] if split == "train" else cfg["instances"]
-    if split == "test" and search["enabled"]:
-        wanted = max(wanted, search["test_instances"])
+    wanted = slots_taken(snakemake.config, split)
     if len(chosen) < wanted:
         pipeline.log.warning(
             "only %d correctly classified %s images: the jobs of slots %d..%d are error records",
