@@ -3,6 +3,8 @@
     python benchmarks/frontier.py build --out results/frontier --inputs 50
     python benchmarks/frontier.py run --out results/frontier --backends crown milp marabou \
         --timeout 60 [--tag after] [--options crown='{"fsb_k": 8}']
+    python benchmarks/frontier.py tool --out results/frontier --name NAME --tag T \
+        --command 'CMD {onnx} {vnnlib} {timeout} {result}' [--cwd DIR] [--timeout 60]
     python benchmarks/frontier.py one --out results/frontier --key NET/INDEX/K \
         [--timeout 60] [--options '{"fsb_k": 8}']
     python benchmarks/frontier.py report --out results/frontier [--tags before after]
@@ -26,6 +28,16 @@ instances per network (e.g. for the slow backends), ``--keys`` selects instances
 (``net/index/k``), ``--pick lower|middle|upper`` one instance per input (the one nearest
 the CROWN end, the middle one, the one nearest the attack end) and ``--inputs N`` the
 instances of each network's first N inputs.
+
+``tool``: another verifier's own command line on the same instances (selected as by
+``run``), one process each in its own session, killed at ``--timeout`` + ``--grace``
+(then ``timeout``). The command writes its answer to ``{result}`` as VNN-COMP tools do:
+``sat``, ``unsat``, ``timeout`` or ``unknown`` on the first line (optionally followed by
+``,seconds``, its own time, kept as the row's seconds; otherwise the wall time counts),
+then for ``sat`` the ``((X_0 v) ...)`` counterexample, which counts only when it
+replays through onnxruntime (else ``unknown``). Rows go to ``runs/<tag>.jsonl`` with
+backend ``--name``, the command's output to ``runs/<tag>.logs/``, so ``report`` sets
+the tool beside our backends.
 
 ``one``: one instance (``--key``) with crown in this process, options as JSON
 (``--options '{"fsb_k": 8}'``): status, domains, CPU and wall seconds (CPU of this
@@ -338,50 +350,73 @@ def picked(instances: list, pick: str = "all", inputs: int = 0) -> list:
     return [i for i in instances if _key(i) in keep]
 
 
+def selected(instances: list, args) -> list:
+    """The instances a ``run`` or ``tool`` command names: ``--pick`` and ``--inputs``
+    (``picked``), then ``--nets``, ``--keys`` and at most ``--limit`` per network."""
+    per_net: dict = {}
+    chosen = []
+    for inst in picked(instances, args.pick, args.inputs):
+        name = inst["net"]
+        if args.nets and name not in args.nets:
+            continue
+        if args.keys and _key(inst) not in args.keys:
+            continue
+        per_net[name] = per_net.get(name, 0) + 1
+        if args.limit and per_net[name] > args.limit:
+            continue
+        chosen.append(inst)
+    return chosen
+
+
+def _chosen(args, prog: str) -> list | None:
+    """The instances ``args`` select (``selected``), or None after a one-line error on
+    stderr (no listing, a negative ``--inputs``, a key not in the listing)."""
+    out = Path(args.out)
+    instances = instances_of(out, prog)
+    if instances is None:
+        return None
+    if args.inputs < 0:
+        print(f"{prog}: --inputs must be >= 0, got {args.inputs}", file=sys.stderr)
+        return None
+    unknown = sorted(set(args.keys or ()) - {_key(i) for i in instances})
+    if unknown:
+        print(
+            f"{prog}: no instance {unknown[0]!r} in {out / 'instances.json'}"
+            + (f" (and {len(unknown) - 1} more unknown keys)" if len(unknown) > 1 else ""),
+            file=sys.stderr,
+        )
+        return None
+    return selected(instances, args)
+
+
+def _done(path: Path) -> set:
+    """(key, backend) pairs a runs/<tag>.jsonl already holds (a rerun skips them)."""
+    if not path.exists():
+        return set()
+    return {(r["key"], r["backend"]) for r in map(json.loads, path.read_text().splitlines())}
+
+
 def run(args) -> int:
     from medverify.errors import ConfigError
     from medverify.verifiers import options_by_backend
     from medverify.verify import run_verifier
 
     out = Path(args.out)
-    instances = instances_of(out, "frontier run")
-    if instances is None:
-        return 2
-    if args.inputs < 0:
-        print(f"frontier run: --inputs must be >= 0, got {args.inputs}", file=sys.stderr)
+    chosen = _chosen(args, "frontier run")
+    if chosen is None:
         return 2
     try:
         options = options_by_backend(args.options)
     except ConfigError as exc:
         print(f"frontier run: {exc}", file=sys.stderr)
         return 2
-    runs = out / "runs"
-    runs.mkdir(exist_ok=True)
-    path = runs / f"{args.tag}.jsonl"
-    done = set()
-    unknown = sorted(set(args.keys or ()) - {_key(i) for i in instances})
-    if unknown:
-        print(
-            f"frontier run: no instance {unknown[0]!r} in {out / 'instances.json'}"
-            + (f" (and {len(unknown) - 1} more unknown keys)" if len(unknown) > 1 else ""),
-            file=sys.stderr,
-        )
-        return 2
-    if path.exists():
-        done = {(r["key"], r["backend"]) for r in map(json.loads, path.read_text().splitlines())}
-    instances = picked(instances, args.pick, args.inputs)
-    per_net: dict = {}
+    (out / "runs").mkdir(exist_ok=True)
+    path = out / "runs" / f"{args.tag}.jsonl"
+    done = _done(path)
     cache: dict = {}
     with open(path, "a") as fh:
-        for inst in instances:
+        for inst in chosen:
             name = inst["net"]
-            if args.nets and name not in args.nets:
-                continue
-            if args.keys and _key(inst) not in args.keys:
-                continue
-            per_net[name] = per_net.get(name, 0) + 1
-            if args.limit and per_net[name] > args.limit:
-                continue
             problem, ort = _problem(out, inst, cache)
             for backend in args.backends:
                 if (_key(inst), backend) in done:
@@ -406,6 +441,138 @@ def run(args) -> int:
                     f"{row['key']:28s} {backend:8s} {row['status']:15s} {row['seconds']:7.2f} s",
                     flush=True,
                 )
+    return 0
+
+
+#: the placeholders a ``tool --command`` may use
+TOOL_FIELDS = ("onnx", "vnnlib", "timeout", "result")
+
+
+def _tool_argv(command: str, fields: dict) -> list[str]:
+    """``command`` split like a shell line, each word's ``{onnx}``, ``{vnnlib}``,
+    ``{timeout}`` and ``{result}`` filled in; a ValueError names any other placeholder."""
+    import shlex
+    import string
+
+    words = shlex.split(command)
+    for word in words:
+        for _, name, _, _ in string.Formatter().parse(word):
+            if name is not None and name not in TOOL_FIELDS:
+                raise ValueError(
+                    f"--command placeholder {{{name}}} is not one of "
+                    + ", ".join(f"{{{f}}}" for f in TOOL_FIELDS)
+                )
+    return [w.format(**fields) for w in words]
+
+
+def _tool_answer(text: str) -> tuple[str, float | None]:
+    """(our status, the tool's own seconds or None) of a VNN-COMP result file: its first
+    line is the result word (``vnncomp.STATUS_OF_RESULT``), optionally followed by
+    ``,seconds``; anything else is ``error``."""
+    from medverify import vnncomp
+
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    word, _, rest = first.partition(",")
+    try:
+        seconds = float(rest) if rest.strip() else None
+    except ValueError:
+        seconds = None
+    return vnncomp.STATUS_OF_RESULT.get(word.strip().lower(), "error"), seconds
+
+
+def tool(args) -> int:
+    """Another verifier's command line on the selected instances, one process each, its
+    verdicts in ``runs/<tag>.jsonl`` as backend ``--name`` (so ``report`` sets it beside
+    crown, milp and marabou); a ``sat`` counts only after the replay."""
+    import os
+    import signal
+    import subprocess
+    import tempfile
+
+    from medverify import vnncomp
+    from medverify.verifiers import Result
+    from medverify.verify import finalize
+
+    out = Path(args.out)
+    chosen = _chosen(args, "frontier tool")
+    if chosen is None:
+        return 2
+    probe = {f: f for f in TOOL_FIELDS}
+    try:
+        _tool_argv(args.command, probe)
+    except ValueError as exc:
+        print(f"frontier tool: {exc}", file=sys.stderr)
+        return 2
+    if args.cwd and not Path(args.cwd).is_dir():
+        print(f"frontier tool: --cwd {args.cwd!r} is not a directory", file=sys.stderr)
+        return 2
+    (out / "runs").mkdir(exist_ok=True)
+    path = out / "runs" / f"{args.tag}.jsonl"
+    logs = out / "runs" / f"{args.tag}.logs"
+    logs.mkdir(exist_ok=True)
+    done = _done(path)
+    cache: dict = {}
+    with open(path, "a") as fh:
+        for inst in chosen:
+            key = _key(inst)
+            if (key, args.name) in done:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                result = Path(tmp) / "result.txt"
+                argv = _tool_argv(
+                    args.command,
+                    {
+                        "onnx": str((out / inst["onnx"]).resolve()),
+                        "vnnlib": str((out / inst["vnnlib"]).resolve()),
+                        "timeout": f"{args.timeout:g}",
+                        "result": str(result),
+                    },
+                )
+                log = logs / (key.replace("/", "_") + ".log")
+                killed = False
+                t0 = time.perf_counter()
+                with open(log, "w") as lf:
+                    proc = subprocess.Popen(
+                        argv, cwd=args.cwd, stdout=lf, stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )  # fmt: skip
+                    try:
+                        proc.wait(timeout=args.timeout + args.grace)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait()
+                        killed = True
+                wall = time.perf_counter() - t0
+                text = result.read_text() if result.exists() else ""
+            status, own_s = _tool_answer(text)
+            message = f"exit {proc.returncode}, log {log.name}"
+            if killed:
+                status, message = "timeout", f"killed after {wall:.1f} s"
+            elif status == "counterexample":
+                problem, ort = _problem(out, inst, cache)
+                try:
+                    _, x, _ = vnncomp.parse_counterexample(text, str(log))
+                    claim = Result("counterexample", params=x.reshape(problem.lower.shape))
+                    got = finalize(problem, claim, ort, "", wall)
+                    status, message = got["status"], str(got.get("message", ""))
+                except (vnncomp.BenchmarkError, ValueError) as exc:
+                    status, message = "unknown", f"sat not replayed: {exc}"
+            row = {
+                "key": key,
+                "net": inst["net"],
+                "k": inst["k"],
+                "backend": args.name,
+                "status": status,
+                # the tool's own seconds when its result line gives them, else the wall
+                "seconds": own_s if own_s is not None and not killed else wall,
+                "wall_s": wall,
+                "timeout_s": args.timeout,
+                "message": message[:200],
+                "domains": None,
+            }
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            print(f"{key:28s} {args.name:10s} {status:15s} {row['seconds']:7.2f} s", flush=True)
     return 0
 
 
@@ -523,6 +690,18 @@ def report(args) -> int:
     return 0
 
 
+def _selection_args(p) -> None:
+    """The arguments of ``run`` and ``tool`` that choose instances (``selected``), and
+    each job's timeout and the run's tag."""
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--tag", default="run")
+    p.add_argument("--nets", nargs="*", choices=list(NETWORKS))
+    p.add_argument("--limit", type=int, default=0, help="instances per network (0: all)")
+    p.add_argument("--keys", nargs="*", help="only these instances (net/index/k)")
+    p.add_argument("--pick", default="all", choices=PICKS, help="which instances of each input")
+    p.add_argument("--inputs", type=int, default=0, help="each network's first N inputs (0: all)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -535,14 +714,21 @@ def main(argv=None) -> int:
     r = sub.add_parser("run")
     r.add_argument("--out", default="results/frontier")
     r.add_argument("--backends", nargs="+", default=["crown", "milp", "marabou"])
-    r.add_argument("--timeout", type=float, default=60.0)
-    r.add_argument("--tag", default="run")
-    r.add_argument("--nets", nargs="*", choices=list(NETWORKS))
-    r.add_argument("--limit", type=int, default=0, help="instances per network (0: all)")
-    r.add_argument("--keys", nargs="*", help="only these instances (net/index/k)")
-    r.add_argument("--pick", default="all", choices=PICKS, help="which instances of each input")
-    r.add_argument("--inputs", type=int, default=0, help="each network's first N inputs (0: all)")
+    _selection_args(r)
     r.add_argument("--options", nargs="*", help="backend='{json options}'")
+    t = sub.add_parser("tool")
+    t.add_argument("--out", default="results/frontier")
+    t.add_argument("--name", required=True, help="the tool's name in the runs and the report")
+    t.add_argument(
+        "--command",
+        required=True,
+        help="its command line, with {onnx} {vnnlib} {timeout} {result} (the file it "
+        "writes its answer to, VNN-COMP style: sat/unsat/timeout/unknown first, then a "
+        "sat's counterexample)",
+    )
+    t.add_argument("--cwd", help="run the command in this folder")
+    t.add_argument("--grace", type=float, default=5.0, help="killed after timeout + grace")
+    _selection_args(t)
     o = sub.add_parser("one")
     o.add_argument("--out", default="results/frontier")
     o.add_argument("--key", required=True, help="net/index/k")
@@ -557,7 +743,14 @@ def main(argv=None) -> int:
     a.add_argument("--restarts", type=int, default=32)
     a.add_argument("--steps", type=int, default=200)
     args = ap.parse_args(argv)
-    cmds = {"build": build, "run": run, "one": one, "report": report, "attack": attack}
+    cmds = {
+        "build": build,
+        "run": run,
+        "tool": tool,
+        "one": one,
+        "report": report,
+        "attack": attack,
+    }
     return cmds[args.cmd](args)
 
 

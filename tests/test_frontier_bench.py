@@ -102,3 +102,82 @@ def test_subcommands_name_the_missing_listing_and_bad_counts(frontier, tmp_path,
         assert frontier.main(["attack", "--out", str(tmp_path), "--tags", "t", flag, "0"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and flag in err[0], (flag, err)
+
+
+def test_tool_runs_a_command_and_replays_its_counterexamples(frontier, tmp_path, monkeypatch):
+    """``tool`` runs another verifier's command line per instance and reads its VNN-COMP
+    answer: a ``sat`` counts only when its point replays through onnxruntime, a command
+    that overruns is killed and is a ``timeout``, the tool's own seconds are kept, a
+    rerun skips what is done, and an unknown placeholder is a one-line error."""
+    import sys
+
+    from medverify import onnx_io, vnncomp
+    from medverify.verify import build_problem
+
+    # output 1 (sum of the four pixels) beats output 0 (the constant 1) once the pixels
+    # of 0.2 may rise by 16/255: k=16 has counterexamples, k=8 none
+    net = AffineNet(
+        [(np.eye(4), np.zeros(4)), (np.array([[0.0] * 4, [1.0] * 4]), np.array([1.0, 0.0]))]
+    )
+    image = np.full(4, 0.2)
+    (tmp_path / "onnx").mkdir()
+    onnx_io.export_affine(net, tmp_path / "onnx" / "toy.onnx")
+    listing = []
+    for idx, k in ((0, 16.0), (1, 8.0), (2, 16.0), (3, 8.0)):
+        listing.append(
+            {"net": "toy", "index": idx, "label": 0, "k": k, "onnx": "onnx/toy.onnx",
+             "vnnlib": f"vnnlib/toy_{idx}.vnnlib"}
+        )  # fmt: skip
+    (tmp_path / "instances.json").write_text(json.dumps(listing))
+    ort = onnx_io.OrtClassifier(tmp_path / "onnx" / "toy.onnx")
+    monkeypatch.setattr(
+        frontier, "_problem", lambda out, inst, cache: (build_problem(net, image, 0, "linf", inst["k"]), ort)
+    )  # fmt: skip
+    high = np.full(4, 0.2 + 16 / 255)
+    # the "tool": per instance index, what it answers (its vnnlib name carries the index)
+    answers = {
+        0: vnncomp.format_counterexample(high, np.zeros(2)),  # a true counterexample
+        1: vnncomp.format_counterexample(image, np.zeros(2)),  # no violation there
+        2: "unsat,1.5\n",
+        3: "sleep",
+    }
+    script = tmp_path / "tool.py"
+    script.write_text(
+        "import sys, time, json\n"
+        f"answers = json.loads({json.dumps(json.dumps(answers))})\n"
+        "spec, result = sys.argv[1], sys.argv[2]\n"
+        "answer = answers[spec.rsplit('_', 1)[1].split('.')[0]]\n"
+        "if answer == 'sleep':\n"
+        "    time.sleep(60)\n"
+        "open(result, 'w').write(answer)\n"
+    )
+    command = f"{sys.executable} {script} {{vnnlib}} {{result}}"
+    argv = ["tool", "--out", str(tmp_path), "--name", "other", "--tag", "t", "--timeout", "1",
+            "--grace", "0.5", "--command", command]  # fmt: skip
+    assert frontier.main(argv) == 0
+    rows = {
+        r["key"]: r
+        for r in map(json.loads, (tmp_path / "runs" / "t.jsonl").read_text().splitlines())
+    }
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "toy/0/16": "counterexample",
+        "toy/1/8": "unknown",
+        "toy/2/16": "robust",
+        "toy/3/8": "timeout",
+    }
+    assert rows["toy/2/16"]["seconds"] == 1.5
+    assert rows["toy/3/8"]["message"].startswith("killed after")
+    assert all(r["backend"] == "other" for r in rows.values())
+    # a rerun skips the pairs the run holds
+    assert frontier.main(argv) == 0
+    assert len((tmp_path / "runs" / "t.jsonl").read_text().splitlines()) == 4
+    bad = argv[:-1] + [f"{sys.executable} {script} {{spec}} {{result}}"]
+    assert frontier.main(bad) == 2
+
+
+def test_tool_names_a_bad_placeholder_in_one_line(frontier, tmp_path, capsys):
+    (tmp_path / "instances.json").write_text(json.dumps([]))
+    argv = ["tool", "--out", str(tmp_path), "--name", "x", "--command", "verify {spec}"]
+    assert frontier.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "{spec}" in err[0], err
