@@ -532,10 +532,14 @@ def tool(args) -> int:
                 killed = False
                 t0 = time.perf_counter()
                 with open(log, "w") as lf:
-                    proc = subprocess.Popen(
-                        argv, cwd=args.cwd, stdout=lf, stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )  # fmt: skip
+                    try:
+                        proc = subprocess.Popen(
+                            argv, cwd=args.cwd, stdout=lf, stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        )  # fmt: skip
+                    except OSError as exc:
+                        print(f"frontier tool: cannot run {argv[0]!r}: {exc}", file=sys.stderr)
+                        return 2
                     try:
                         proc.wait(timeout=args.timeout + args.grace)
                     except subprocess.TimeoutExpired:
@@ -543,7 +547,7 @@ def tool(args) -> int:
                         proc.wait()
                         killed = True
                 wall = time.perf_counter() - t0
-                text = result.read_text() if result.exists() else ""
+                text = result.read_text(errors="replace") if result.exists() else ""
             status, own_s = _tool_answer(text)
             message = f"exit {proc.returncode}, log {log.name}"
             if killed:

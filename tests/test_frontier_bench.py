@@ -181,3 +181,24 @@ def test_tool_names_a_bad_placeholder_in_one_line(frontier, tmp_path, capsys):
     assert frontier.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "{spec}" in err[0], err
+    # a command that does not exist: one line naming it, nothing recorded
+    listing = [
+        {"net": "toy", "index": 0, "label": 0, "k": 1.0, "onnx": "a.onnx", "vnnlib": "a.vnnlib"}
+    ]
+    (tmp_path / "instances.json").write_text(json.dumps(listing))
+    missing = str(tmp_path / "no-such-tool")
+    argv = [
+        "tool",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "x",
+        "--tag",
+        "t",
+        "--command",
+        f"{missing} {{result}}",
+    ]
+    assert frontier.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no-such-tool" in err[0], err
+    assert not (tmp_path / "runs" / "t.jsonl").read_text()
