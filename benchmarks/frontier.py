@@ -52,8 +52,9 @@ in float64 on the canonical net) and a count of counterexamples found.
 
 ``report``: per network and backend (and tag): decided count and share, median and p95
 time (undecided count as the timeout), median branch-and-bound domains (crown), the
-longest job's wall time and how many jobs the runner hard-killed, and the crown/marabou
-and crown/milp ratios of median time on the instances both ran.
+longest job's wall time, how many jobs were hard-killed and how many answered only after
+the timeout (``late``: a ``tool`` that overran its own limit; not counted as decided),
+and the crown/marabou and crown/milp ratios of median time on the instances both ran.
 """
 
 from __future__ import annotations
@@ -638,7 +639,11 @@ def report(args) -> int:
         print(f"no runs under {out / 'runs'}", file=sys.stderr)
         return 1
     df = pd.concat(frames, ignore_index=True)
-    df["decided"] = df.status.isin(["robust", "counterexample"])
+    answered = df.status.isin(["robust", "counterexample"])
+    # a verdict after the timeout (another tool's own seconds past it) is not decided
+    # within the budget every backend had
+    df["late"] = answered & (df.seconds > df.timeout_s)
+    df["decided"] = answered & ~df.late
     df["t"] = np.where(df.decided, df.seconds, df.timeout_s)
     df["run"] = df.tag + ":" + df.backend
     rows = []
@@ -658,6 +663,7 @@ def report(args) -> int:
                 "wall_max_s": round(g.wall_s.max(), 2),
                 # hard-killed by the runner (timeout + 1 s) instead of answering itself
                 "killed": int(g.message.str.startswith("killed after").sum()),
+                "late": int(g.late.sum()),
             }
         )
     table = pd.DataFrame(rows)

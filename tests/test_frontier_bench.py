@@ -202,3 +202,20 @@ def test_tool_names_a_bad_placeholder_in_one_line(frontier, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-tool" in err[0], err
     assert not (tmp_path / "runs" / "t.jsonl").read_text()
+
+
+def test_report_counts_a_verdict_past_the_timeout_as_undecided(frontier, tmp_path, capsys):
+    """A verdict whose seconds exceed the timeout (another tool overrunning its own limit)
+    is ``late`` and not decided: the budget is the same for every backend."""
+    (tmp_path / "runs").mkdir()
+    rows = [
+        {"key": f"n/{i}/1", "net": "n", "k": 1.0, "backend": "other", "status": "robust",
+         "seconds": s, "wall_s": s, "timeout_s": 60.0, "message": "", "domains": None}
+        for i, s in enumerate((10.0, 59.9, 66.9))
+    ]  # fmt: skip
+    (tmp_path / "runs" / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert frontier.main(["report", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    head, row = lines[0].split(), lines[1].split()
+    got = dict(zip(head, row, strict=True))
+    assert (got["n"], got["decided"], got["late"], got["median_s"]) == ("3", "2", "1", "59.9")
