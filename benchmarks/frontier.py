@@ -550,9 +550,11 @@ def tool(args) -> int:
                     try:
                         proc.wait(timeout=args.timeout + args.grace)
                     except subprocess.TimeoutExpired:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                        proc.wait()
                         killed = True
+                    finally:  # overrun, or this run interrupted: no orphan keeps a core
+                        if proc.returncode is None:
+                            os.killpg(proc.pid, signal.SIGKILL)
+                            proc.wait()
                 wall = time.perf_counter() - t0
                 text = result.read_text(errors="replace") if result.exists() else ""
             status, own_s = _tool_answer(text)
