@@ -16,6 +16,20 @@ from .fileio import atomic_write
 SCHEMA_VERSION = 2
 STATUSES = ("robust", "counterexample", "unknown", "timeout", "error")
 DECIDED = ("robust", "counterexample")
+#: a result word as verification tools write it (VNN-COMP results and result files,
+#: VNN-LIB solver answers) -> our verdict; a backend that reads a tool with a wider
+#: vocabulary (``verifiers.abcrown``) extends this map, never restates it
+STATUS_OF_WORD = {
+    "unsat": "robust",
+    "holds": "robust",
+    "sat": "counterexample",
+    "violated": "counterexample",
+    "unknown": "unknown",
+    "timeout": "timeout",
+    "timed-out": "timeout",
+    "error": "error",
+    "": "error",
+}
 #: Named states of a downgraded counterexample (the record's ``flags``):
 #: borderline   - float64 margin in (-CEX_MARGIN, 0]: too close to the boundary to replay
 #: replay-failed - onnxruntime on the original classifier keeps the true label ahead, or the

@@ -55,17 +55,7 @@ RESULT_OF_STATUS = {
     "error": "error",
 }
 #: a competition result word (as tools write them) -> our verdict
-STATUS_OF_RESULT = {
-    "unsat": "robust",
-    "holds": "robust",
-    "sat": "counterexample",
-    "violated": "counterexample",
-    "unknown": "unknown",
-    "timeout": "timeout",
-    "timed-out": "timeout",
-    "error": "error",
-    "": "error",
-}
+STATUS_OF_RESULT = results.STATUS_OF_WORD
 
 
 class BenchmarkError(MedverifyError):

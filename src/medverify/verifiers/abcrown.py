@@ -29,30 +29,25 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import results
 from ..errors import MedverifyError
 from .base import Problem, Result
 
 ENV_VAR = "MEDVERIFY_ABCROWN"
-#: α,β-CROWN's answers (result file and ``Result:`` line) -> our vocabulary
+#: α,β-CROWN's answers (result file and ``Result:`` line) -> our vocabulary: the words
+#: every tool writes (``results.STATUS_OF_WORD``) and α,β-CROWN's own
 ANSWERS = {
-    "unsat": "robust",
+    **results.STATUS_OF_WORD,
     "safe": "robust",
     "safe-incomplete": "robust",
     "safe-bab": "robust",
     "safe-mip": "robust",
     "verified": "robust",
-    "holds": "robust",
-    "sat": "counterexample",
     "unsafe": "counterexample",
     "unsafe-pgd": "counterexample",
     "unsafe-bab": "counterexample",
     "unsafe-mip": "counterexample",
     "unsafe-attack": "counterexample",
-    "violated": "counterexample",
-    "timeout": "timeout",
-    "timed-out": "timeout",
-    "unknown": "unknown",
-    "error": "error",
 }
 #: seconds kept for writing files and reading the answer
 RESERVE_S = 1.0
