@@ -497,8 +497,6 @@ def tool(args) -> int:
     import tempfile
 
     from medverify import vnncomp
-    from medverify.verifiers import Result
-    from medverify.verify import finalize
 
     out = Path(args.out)
     chosen = _chosen(args, "frontier tool")
@@ -557,19 +555,14 @@ def tool(args) -> int:
                             proc.wait()
                 wall = time.perf_counter() - t0
                 text = result.read_text(errors="replace") if result.exists() else ""
-            status, own_s = _tool_answer(text)
-            message = f"exit {proc.returncode}, log {log.name}"
-            if killed:
-                status, message = "timeout", f"killed after {wall:.1f} s"
-            elif status == "counterexample":
-                problem, ort = _problem(out, inst, cache)
-                try:
-                    _, x, _ = vnncomp.parse_counterexample(text, str(log))
-                    claim = Result("counterexample", params=x.reshape(problem.lower.shape))
-                    got = finalize(problem, claim, ort, "", wall)
+                status, own_s = _tool_answer(text)
+                message = f"exit {proc.returncode}, log {log.name}"
+                if killed:
+                    status, message = "timeout", f"killed after {wall:.1f} s"
+                elif status == "counterexample":  # counts only once it replays
+                    problem, ort = _problem(out, inst, cache)
+                    got = vnncomp.replay_claim(problem, ort, result, {"run_time": wall}, "")
                     status, message = got["status"], str(got.get("message", ""))
-                except (vnncomp.BenchmarkError, ValueError) as exc:
-                    status, message = "unknown", f"sat not replayed: {exc}"
             row = {
                 "key": key,
                 "net": inst["net"],

@@ -703,7 +703,7 @@ def import_results(
         question, problem, ort = _question(benchmark, entry, inst, tool, manifest)
         fields = {"verifier_time_s": row["run_time"], "tool_version": tool_version}
         if status == "counterexample":
-            fields = _replay_claim(problem, ort, cex_dir / _cex_name(inst), row, tool_version)
+            fields = replay_claim(problem, ort, cex_dir / _cex_name(inst), row, tool_version)
         else:
             fields["message"] = f"imported from {results_csv}:{row['line']}"
         record = results.Record.build(
@@ -780,7 +780,11 @@ def _question(benchmark: Path, entry, inst: Instance, tool: str, manifest):
     return question, problem, ort
 
 
-def _replay_claim(problem, ort, cex_path: Path, row: dict, tool_version: str) -> dict:
+def replay_claim(problem, ort, cex_path: Path, row: dict, tool_version: str) -> dict:
+    """Verdict fields of another tool's ``sat`` on ``problem``: the counterexample file
+    ``cex_path`` (VNN-COMP format, an optional result line first) replayed through
+    ``ort`` (``verify.finalize``); a missing, unreadable or non-replaying one is
+    ``unknown`` with its flag. ``row["run_time"]`` is the tool's seconds."""
     from .verifiers import Result
     from .verify import finalize
 
